@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch wheels are large: the train extra is installed for tests, not for the demo.
+TORCH_PINS ?=
+
+.PHONY: demo test bench lint clean venv
+
+$(VENV)/.core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.all: $(VENV)/.core
+	$(PIP) install -q -e '.[train,aug,dev]' $(TORCH_PINS)
+	touch $@
+
+venv: $(VENV)/.core
+
+demo: $(VENV)/.core
+	bash examples/demo.sh $(VENV)/bin/dataprep
+
+test: $(VENV)/.all
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.all
+	$(PY) benchmarks/prep_throughput.py
+
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check dataprep tests benchmarks
+
+clean:
+	rm -rf $(VENV) out

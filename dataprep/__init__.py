@@ -1,0 +1,41 @@
+"""dataprep: folders of labelled images -> training-ready shards, and a trainer that streams them.
+
+The public API mirrors the CLI verbs. Importing it loads only the standard library, Pillow and
+numpy; heavy dependencies load inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_recipe", "open_dataset", "resize", "run", "scan", "shard",
+           "split", "tencrop"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import dataprep` stays cheap; each verb imports its job module on first use.
+    if name == "split":
+        from dataprep.jobs.split import split
+        return split
+    if name == "tencrop":
+        from dataprep.jobs.tencrop import tencrop
+        return tencrop
+    if name == "resize":
+        from dataprep.jobs.tencrop import resize
+        return resize
+    if name == "shard":
+        from dataprep.jobs.shard import shard
+        return shard
+    if name == "run":
+        from dataprep.jobs.run import run
+        return run
+    if name == "scan":
+        from dataprep.io.scan import scan
+        return scan
+    if name == "open_dataset":
+        from dataprep.io.readers import iter_samples
+        return iter_samples
+    if name == "load_recipe":
+        from dataprep.recipe import load_recipe
+        return load_recipe
+    raise AttributeError(f"module 'dataprep' has no attribute {name!r}")

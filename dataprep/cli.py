@@ -1,0 +1,321 @@
+"""The ``dataprep`` command line: each command parses flags, calls one library function and
+renders its report. No image logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from dataprep import __version__
+from dataprep.errors import DataprepError, UsageError
+
+FORMATS = ("webdataset", "lmdb", "folder")
+_SIZE = re.compile(r"^\s*([0-9.]+(?:e[0-9]+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str | int | None) -> int | None:
+    """``1GB`` -> 10**9, ``512MiB`` -> 512 * 2**20, plain numbers are bytes."""
+    if text is None or isinstance(text, int):
+        return text
+    m = _SIZE.match(str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise click.BadParameter(f"{text!r} is not a size; write e.g. 1GB, 500MB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+class SizeType(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        return parse_size(value)
+
+
+def _recipe_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Eager: load ``--recipe`` into the context's default_map before other flags are read."""
+    if not value:
+        return
+    from dataprep.recipe import check_keys, load_recipe, table_for
+
+    try:
+        table = table_for(load_recipe(value), ctx.info_name or "")
+        allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
+        check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    ctx.default_map = {**(ctx.default_map or {}), **table}
+
+
+def common_options(f: Callable) -> Callable:
+    """--recipe, --jobs, --seed, --on-error, --overwrite: accepted by every writing verb."""
+    f = click.option("--overwrite", is_flag=True, help="Replace earlier output of the same split.")(f)
+    f = click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip",
+                     show_default=True,
+                     help="skip: unreadable images are counted and listed in errors.jsonl; "
+                          "raise: stop at the first one.")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed for every random choice (same seed, same bytes).")(f)
+    f = click.option("--jobs", "-j", type=int, default=None,
+                     help="Worker processes [default: all cores]. Output does not depend on it.")(f)
+    f = click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True,
+                     expose_value=False, callback=_recipe_callback,
+                     help="TOML file of defaults for these flags (flags given here win).")(f)
+    return f
+
+
+def image_options(f: Callable) -> Callable:
+    """Decode / resize / encode flags shared by resize and tencrop."""
+    from dataprep.ops.resize import INTERPOLATIONS
+
+    opts = [
+        click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
+                     help="Refuse images with more pixels (decompression bomb guard)."),
+        click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
+                     help="JPEG/WebP quality of the stored images."),
+        click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg",
+                     show_default=True, help="Encoding of the stored images (never raw pixels)."),
+        click.option("--exact", is_flag=True,
+                     help="Decode JPEGs in full (no DCT-domain draft): pixels then equal "
+                          "torchvision's Resize on the full image; slower."),
+        click.option("--interpolation", type=click.Choice(sorted(INTERPOLATIONS)),
+                     default="bilinear", show_default=True,
+                     help="Resampling filter (Pillow, antialiased, as torchvision on PIL)."),
+        click.option("--split", default=None,
+                     help="Name of the output split [default: the manifest's split, else train]."),
+        click.option("--root", type=click.Path(file_okay=False), default=None,
+                     help="Folder that relative paths of a list file resolve against."),
+        click.option("--max-bytes", type=SizeType(), default=None,
+                     help="Start a new shard before one exceeds this size (e.g. 1GB)."),
+        click.option("--max-count", type=click.IntRange(min=1), default=10_000,
+                     show_default=True, help="Samples per shard at most."),
+        click.option("--format", "format", type=click.Choice(FORMATS), default="webdataset",
+                     show_default=True, help="Output sink."),
+    ]
+    for opt in opts:
+        f = opt(f)
+    return f
+
+
+def reports_errors(f: Callable) -> Callable:
+    """Turn library errors into clean click errors (no traceback for user mistakes)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except DataprepError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def echo_report(report: Any) -> None:
+    for line in report.lines():
+        click.echo(line)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dataprep")
+def cli() -> None:
+    """Turn folders of labelled images into training-ready shards, and train on them.
+
+    \b
+    Typical chain:
+      dataprep split images/ -o splits --ratio 0.8
+      dataprep tencrop splits/train.jsonl -o shards --short-side 256 --crop 224
+      dataprep resize splits/val.jsonl -o shards --short-side 256
+    SRC may be an image folder (root/<class>/<file>), a list file (path label), a .jsonl
+    manifest, a WebDataset directory or brace pattern, or an LMDB.
+    """
+
+
+@cli.command("split")
+@click.argument("src", type=click.Path(exists=True))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for train.jsonl, val.jsonl (test.jsonl) and classes.json.")
+@click.option("--ratio", type=float, default=0.8, show_default=True,
+              help="Fraction of each class that goes to train.")
+@click.option("--test-ratio", type=float, default=0.0, show_default=True,
+              help="Fraction of each class for test.jsonl (0: no test split).")
+@click.option("--per-class-limit", type=int, default=None,
+              help="Draw at most N images per class (seeded) before splitting.")
+@click.option("--group-by", default=None, metavar="REGEX",
+              help="Records whose paths match the same group (first capture group) stay in one "
+                   "split, e.g. '(\\w+)_\\d+\\.jpg$' keeps near-duplicates together.")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Folder that relative paths of a list file resolve against.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier split in -o.")
+@click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_recipe_callback, help="TOML file of defaults for these flags.")
+@reports_errors
+def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, root, seed, overwrite):
+    """Stratified, seeded train/val(/test) split of SRC into .jsonl manifests.
+
+    Per class, the first round(ratio * n) images of a seeded hash ranking go to train; every
+    class with two or more images keeps at least one in each split. The result does not depend
+    on the order of the input.
+    """
+    from dataprep.jobs.split import split
+
+    result = split(src, out, ratio=ratio, test_ratio=test_ratio, seed=seed,
+                   per_class_limit=per_class_limit, group_by=group_by, root=root,
+                   overwrite=overwrite)
+    for line in result.lines():
+        click.echo(line)
+
+
+@cli.command("resize")
+@click.argument("src")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder.")
+@click.option("--short-side", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Target length of the shorter side (the longer keeps the aspect ratio).")
+@click.option("--upscale/--no-upscale", default=False, show_default=True,
+              help="Enlarge images whose shorter side is below --short-side.")
+@image_options
+@common_options
+@reports_errors
+def resize_cmd(src, out, short_side, upscale, format, max_count, max_bytes, root, split,
+               interpolation, exact, image_format, quality, max_pixels, jobs, seed, on_error,
+               overwrite):
+    """Resize every image of SRC so its shorter side is --short-side."""
+    from dataprep.jobs.tencrop import resize
+
+    echo_report(resize(src, out, short_side=short_side, fmt=format, interpolation=interpolation,
+                       exact=exact, upscale=upscale, image_format=image_format, quality=quality,
+                       max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
+                       jobs=jobs, on_error=on_error, overwrite=overwrite, split=split,
+                       root=root))
+
+
+@cli.command("tencrop")
+@click.argument("src")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder.")
+@click.option("--short-side", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Resize so the shorter side is this long, before cropping.")
+@click.option("--crop", type=click.IntRange(min=1), default=224, show_default=True,
+              help="Side of the square views.")
+@click.option("--five", is_flag=True, help="Five views (corners + center), no mirrored ones.")
+@click.option("--flip/--no-flip", default=True, show_default=True,
+              help="Add the five views of the mirrored image (ten in all).")
+@click.option("--views", type=click.Choice(["materialize", "lazy"]), default="materialize",
+              show_default=True,
+              help="materialize: one sample per view ({key}_v{i}); lazy: store the resized image "
+                   "once with the view spec, readers expand it (about 5-8x fewer bytes).")
+@click.option("--upscale/--no-upscale", default=True, show_default=True,
+              help="Enlarge images whose shorter side is below --short-side (else images "
+                   "smaller than --crop are skipped).")
+@image_options
+@common_options
+@reports_errors
+def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, max_count,
+                max_bytes, root, split, interpolation, exact, image_format, quality, max_pixels,
+                jobs, seed, on_error, overwrite):
+    """Resize, then cut ten views: four corners and center, and the same of the mirror image.
+
+    The order is torchvision's TenCrop: top-left, top-right, bottom-left, bottom-right, center,
+    then the same five of the horizontally flipped image.
+    """
+    from dataprep.jobs.tencrop import tencrop
+
+    echo_report(tencrop(src, out, short_side=short_side, crop=crop, five=five, flip=flip,
+                        views=views, fmt=format, interpolation=interpolation, exact=exact,
+                        upscale=upscale, image_format=image_format, quality=quality,
+                        max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
+                        jobs=jobs, on_error=on_error, overwrite=overwrite, split=split,
+                        root=root))
+
+
+@cli.command("shard")
+@click.argument("src")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder.")
+@click.option("--format", "format", type=click.Choice(["webdataset", "lmdb"]),
+              default="webdataset", show_default=True, help="Shard format.")
+@click.option("--max-count", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Samples per shard at most.")
+@click.option("--max-bytes", type=SizeType(), default=None,
+              help="Start a new shard before one exceeds this size (e.g. 1GB).")
+@click.option("--shuffle", is_flag=True, help="Shuffle the samples (with --seed) before packing.")
+@click.option("--reencode", is_flag=True,
+              help="Re-encode every image (default: JPEG/PNG/WebP bytes are stored as they are).")
+@click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg",
+              show_default=True, help="Encoding for re-encoded images.")
+@click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
+              help="JPEG/WebP quality for re-encoded images.")
+@click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
+              help="Refuse images with more pixels (decompression bomb guard).")
+@click.option("--split", default=None,
+              help="Name of the output split [default: the manifest's split, else train].")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Folder that relative paths of a list file resolve against.")
+@common_options
+@reports_errors
+def shard_cmd(src, out, format, max_count, max_bytes, shuffle, reencode, image_format, quality,
+              max_pixels, split, root, jobs, seed, on_error, overwrite):
+    """Pack any source into WebDataset tar shards or an LMDB, storing encoded images."""
+    from dataprep.jobs.shard import shard
+
+    echo_report(shard(src, out, fmt=format, max_count=max_count, max_bytes=max_bytes,
+                      shuffle=shuffle, seed=seed, reencode=reencode, image_format=image_format,
+                      quality=quality, max_pixels=max_pixels, jobs=jobs, on_error=on_error,
+                      overwrite=overwrite, split=split, root=root))
+
+
+@cli.command("run")
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option("--src", default=None, help="Override the recipe's src (the images to split).")
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+              help="Override the recipe's output folder.")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
+@click.option("--overwrite", is_flag=True, help="Replace earlier output.")
+@reports_errors
+def run_cmd(recipe, src, out, jobs, overwrite):
+    """Run a whole chain from a TOML recipe: split, then resize/tencrop/shard per split.
+
+    Images go straight from the sources into the shards: no intermediate image files.
+    """
+    from dataprep.jobs.run import run
+
+    result = run(recipe, src=src, out=out, jobs=jobs, overwrite=overwrite)
+    for line in result.lines():
+        click.echo(line)
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules (imported cheaply; heavy deps load on use)."""
+    import importlib
+
+    for module, names in (("dataprep.train.cli", ("train", "summary", "evaluate")),
+                          ("dataprep.jobs.stats_cli", ("stats", "augment", "preview")),
+                          ("dataprep.jobs.verify", ("verify_cmd",))):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        for name in names:
+            cmd = getattr(mod, name, None)
+            if isinstance(cmd, click.Command):
+                cli.add_command(cmd)
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        cli(prog_name="dataprep")
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        click.echo("interrupted; finished shards are kept, unfinished ones removed", err=True)
+        sys.exit(130)

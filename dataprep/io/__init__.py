@@ -1,0 +1,1 @@
+"""Sources (scan, readers), sinks (writers) and ledgers (manifest)."""

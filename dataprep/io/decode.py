@@ -1,0 +1,124 @@
+"""Decode any supported image into 8-bit RGB, safely (DESIGN 6, "Bad input").
+
+EXIF orientation is applied; alpha is composited on white; 16-bit and float images are scaled
+to 8 bits; CMYK, palette and grayscale are converted; images with more than ``max_pixels``
+pixels are refused from the header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dataprep.errors import ImageError
+from dataprep.ops.resize import short_side_size
+
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb threshold (2x its warning level / 2)
+
+_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError,
+                  Image.DecompressionBombError, struct.error, MemoryError)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0  # 65535 -> 255 exactly
+        elif mode == "I":
+            # 32-bit integer images from 16-bit PNGs hold 0..65535
+            hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+            arr = arr * (255.0 / hi)
+        else:  # float: assume 0..1 when it fits, else clip to 0..255
+            arr = arr * 255.0 if arr.max(initial=0) <= 1.0 else arr
+        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "RGB" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "L" and "transparency" in img.info:
+        return _to_rgb(img.convert("LA"))
+    return img.convert("RGB")
+
+
+def open_image(
+    src: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_short_side: int | None = None,
+    upscale: bool = False,
+) -> Image.Image:
+    """Open, guard, orient and convert an image to RGB.
+
+    ``draft_short_side``: when set and the input is a JPEG, use ``Image.draft`` (DCT-domain
+    downscale by 1/2, 1/4 or 1/8) as long as the decoded size stays >= the size a short-side
+    resize to that value would produce. Pixels then differ slightly from a full decode.
+
+    Raises :class:`ImageError` for anything that is not a usable image.
+    """
+    name = "<bytes>" if isinstance(src, bytes) else str(src)
+    try:
+        fp = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ImageError(f"cannot open {name}: {exc.strerror or exc}") from exc
+    try:
+        with fp, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # e.g. truncated EXIF, palette transparency
+            img = Image.open(fp)
+            w, h = img.size
+            if w <= 0 or h <= 0:
+                raise ImageError(f"{name}: empty image ({w}x{h})")
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{name}: {w}x{h} = {w * h:,} pixels exceeds --max-pixels {max_pixels:,} "
+                    "(decompression bomb guard); raise --max-pixels if the image is genuine"
+                )
+            if draft_short_side and img.format == "JPEG":
+                target = short_side_size(w, h, draft_short_side, upscale=upscale)
+                img.draft("RGB", target)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except Image.DecompressionBombWarning as exc:
+        raise ImageError(f"{name}: decompression bomb refused ({exc})") from exc
+    except _DECODE_ERRORS as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, UnidentifiedImageError):
+            reason = "not an image (cannot identify image file)"
+        raise ImageError(f"{name}: {reason}") from exc
+
+
+def image_size(src: str | Path) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, read from the header only."""
+    with Image.open(src) as img:
+        w, h = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def encode_image(img: Image.Image, fmt: str = "jpg", quality: int = 90) -> bytes:
+    """Encode RGB pixels; deterministic for equal inputs. ``fmt``: jpg, png or webp."""
+    buf = io.BytesIO()
+    if fmt in ("jpg", "jpeg"):
+        img.save(buf, "JPEG", quality=quality)
+    elif fmt == "png":
+        img.save(buf, "PNG", compress_level=6)
+    elif fmt == "webp":
+        img.save(buf, "WEBP", quality=quality, method=4)
+    else:
+        raise ValueError(f"unknown image format {fmt!r}; expected jpg, png or webp")
+    return buf.getvalue()

@@ -1,0 +1,222 @@
+"""Sources -> records: image folder, list file, manifest (.jsonl), WebDataset, LMDB.
+
+``scan(src)`` returns a :class:`Source`: the class list and an iterator of records. Image
+sources are listed eagerly (metadata only); shard sources stream their encoded bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dataprep.errors import SourceError
+from dataprep.records import Record, make_key
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+LIST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv", ".list")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> list:
+    """Sort key where ``img2`` < ``img10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in _DIGITS.split(text)] + [text]
+
+
+@dataclass
+class Source:
+    kind: str  # folder | list | manifest | webdataset | lmdb
+    location: str
+    classes: list[str]
+    records: list[Record] | None = None  # eager sources
+    _stream: object = field(default=None, repr=False)  # shard sources: callable -> Iterator
+    num_records: int | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        if self.records is not None:
+            return iter(self.records)
+        return self._stream()  # type: ignore[operator, no-any-return]
+
+    def __len__(self) -> int:
+        if self.records is not None:
+            return len(self.records)
+        if self.num_records is None:
+            raise TypeError("length unknown")
+        return self.num_records
+
+
+def _dedupe_keys(records: list[Record]) -> list[Record]:
+    """Keys must be unique: colliding keys (``a.jpg`` and ``a.png``) get their extension appended."""
+    counts = Counter(r.key for r in records)
+    if all(c == 1 for c in counts.values()):
+        return records
+    out = []
+    for r in records:
+        if counts[r.key] > 1:
+            ext = Path(r.path).suffix.lstrip(".").lower() or "noext"
+            r = replace(r, key=f"{r.key}_{ext}")
+        out.append(r)
+    dupes = [k for k, c in Counter(r.key for r in out).items() if c > 1]
+    if dupes:
+        raise SourceError(f"duplicate keys after disambiguation: {dupes[:5]}; rename the files")
+    return out
+
+
+def scan_folder(root: str | Path) -> Source:
+    """``root/<class>/<file>`` (recursive below each class folder), natural sort, sorted classes."""
+    root = Path(root)
+    classes = sorted(
+        (d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=natural_key,
+    )
+    records: list[Record] = []
+    for label, class_name in enumerate(classes):
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root / class_name, followlinks=False):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for f in filenames:
+                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+                    found.append(os.path.join(dirpath, f))
+        for path in sorted(found, key=lambda p: natural_key(os.path.relpath(p, root))):
+            rel = os.path.relpath(path, root)
+            records.append(Record(key=make_key(rel), path=os.path.abspath(path), label=label,
+                                  class_name=class_name))
+    if not records:
+        raise SourceError(
+            f"Found 0 images in subfolders of {root}. Expected root/<class>/<image>; supported "
+            f"image extensions are {', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} "
+            "(case-insensitive)"
+        )
+    return Source("folder", str(root), classes, _dedupe_keys(records))
+
+
+def scan_list(list_file: str | Path, root: str | Path | None = None) -> Source:
+    """``path label`` per line (space or tab separated); label an int or a class name.
+
+    Relative paths resolve against ``root`` (default: the list file's folder). Blank lines and
+    lines starting with ``#`` are ignored. Integer labels keep their value; class names are
+    numbered in sorted order.
+    """
+    list_file = Path(list_file)
+    base = Path(root) if root is not None else list_file.parent
+    rows: list[tuple[str, str, int]] = []
+    for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.rsplit(None, 1)
+        if "," in line and len(parts) == 1:
+            parts = line.rsplit(",", 1)
+        if len(parts) != 2 or not parts[1].strip():
+            raise SourceError(
+                f"{list_file}:{lineno}: expected 'path label' (space or tab separated), got {line!r}"
+            )
+        rows.append((parts[0].strip(), parts[1].strip(), lineno))
+    if not rows:
+        raise SourceError(f"{list_file} lists no images; expected lines of 'path label'")
+    labels = [lab for _, lab, _ in rows]
+    if all(lab.lstrip("-").isdigit() for lab in labels):
+        ints = sorted({int(lab) for lab in labels})
+        classes = [str(i) for i in range(max(ints) + 1)]
+        to_label = {lab: int(lab) for lab in labels}
+    elif any(lab.lstrip("-").isdigit() for lab in labels):
+        raise SourceError(f"{list_file}: labels mix integers and class names; use one kind")
+    else:
+        classes = sorted(set(labels), key=natural_key)
+        to_label = {name: i for i, name in enumerate(classes)}
+    records = []
+    for rel, lab, _ in rows:
+        path = rel if os.path.isabs(rel) else os.path.join(base, rel)
+        records.append(Record(key=make_key(rel.lstrip("/")), path=os.path.abspath(path),
+                              label=to_label[lab], class_name=classes[to_label[lab]]))
+    return Source("list", str(list_file), classes, _dedupe_keys(records))
+
+
+def scan_manifest(path: str | Path) -> Source:
+    """A ``.jsonl`` manifest as written by ``dataprep split`` (with ``classes.json`` beside it)."""
+    path = Path(path)
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(Record.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"{path}:{lineno}: not a manifest record ({exc})") from exc
+    if not records:
+        raise SourceError(f"{path} holds no records")
+    classes_file = path.parent / "classes.json"
+    if classes_file.exists():
+        mapping = json.loads(classes_file.read_text())
+        classes = [name for name, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
+    else:
+        by_label = {r.label: r.class_name for r in records}
+        classes = [by_label.get(i, str(i)) for i in range(max(by_label) + 1)]
+    split = path.stem
+    records = [r if r.split else replace(r, split=split) for r in records]
+    return Source("manifest", str(path), classes, records)
+
+
+def _shard_source(kind: str, location: str, split: str | None) -> Source:
+    from dataprep.io import readers
+    from dataprep.io.manifest import read_json, read_ledger
+
+    classes: list[str] = []
+    num: int | None = None
+    if kind == "lmdb":
+        envs = readers.list_lmdbs(location, split)
+        num = 0
+        for env in envs:
+            n, classes = readers.lmdb_header(env)
+            num += n
+    else:
+        shards = readers.list_tar_shards(location, split)
+        folder = Path(shards[0]).parent
+        info = read_json(folder / "_info.json", None)
+        if info is not None:
+            splits = info["splits"]
+            names = [split] if split else list(splits)
+            if all(n in splits for n in names):
+                num = sum(splits[n]["num_samples"] for n in names)
+        ledger = read_ledger(folder)
+        for entry in ledger.get("splits", {}).values():
+            classes = classes or entry.get("classes", [])
+
+    def stream() -> Iterator[Record]:
+        for s in readers.iter_samples(location, split):
+            meta = dict(s.meta)
+            yield Record(key=s.key, path=str(meta.get("path", "")), label=s.cls,
+                         class_name=str(meta.get("class_name", s.cls)),
+                         split=str(meta.get("split", split or "")), data=s.image, ext=s.ext,
+                         meta=meta)
+
+    return Source(kind, location, classes, None, stream, num)
+
+
+def scan(src: str | Path, root: str | Path | None = None, split: str | None = None) -> Source:
+    """Open any supported source (see DESIGN 4: folder, list, manifest, WebDataset, LMDB)."""
+    from dataprep.io import readers
+
+    s = str(src)
+    if "{" in s or s.endswith(".tar") or s.startswith(("http://", "https://", "pipe:")):
+        return _shard_source("webdataset", s, split)
+    p = Path(s)
+    if not p.exists():
+        raise SourceError(f"{s} does not exist; expected an image folder, a list file, a "
+                          ".jsonl manifest, a WebDataset directory or an LMDB")
+    if p.is_file():
+        if p.suffix == ".jsonl":
+            return scan_manifest(p)
+        if p.suffix.lower() in LIST_SUFFIXES:
+            return scan_list(p, root)
+        raise SourceError(f"{s}: unknown source file type {p.suffix!r}; expected .jsonl "
+                          f"(manifest) or a list file ({', '.join(LIST_SUFFIXES)})")
+    if readers.is_lmdb(p) or any(readers.is_lmdb(c) for c in p.glob("*.lmdb")):
+        return _shard_source("lmdb", s, split)
+    if any(p.glob("*.tar")):
+        return _shard_source("webdataset", s, split)
+    return scan_folder(p)

@@ -1,0 +1,97 @@
+"""``shard``: pack any source into WebDataset or LMDB shards, without re-encoding when possible."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from dataprep.errors import ImageError, UsageError
+from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image
+from dataprep.io.scan import scan
+from dataprep.jobs.common import run_job
+from dataprep.records import Record, Sample
+from dataprep.runner import Report
+
+PASSTHROUGH = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Store the original bytes of JPEG/PNG/WebP files (checked from their header); re-encode
+    other formats (BMP, TIFF, GIF...) or everything with ``reencode``."""
+
+    reencode: bool = False
+    image_format: str = "jpg"
+    quality: int = 90
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __call__(self, record: Record) -> list[Sample]:
+        meta = dict(record.meta or {})
+        meta.update(key=record.key, label=record.label, class_name=record.class_name)
+        if record.path:
+            meta["path"] = record.path
+        if record.split:
+            meta["split"] = record.split
+        data = record.data
+        if data is None:
+            try:
+                data = Path(record.path).read_bytes()
+            except OSError as exc:
+                raise ImageError(f"{record.path}: cannot read ({exc.strerror or exc})") from exc
+        if not self.reencode:
+            fmt = self._header_format(record, data)
+            if fmt in PASSTHROUGH:
+                return [Sample(record.key, data, PASSTHROUGH[fmt], record.label, meta)]
+        img = open_image(data, max_pixels=self.max_pixels)
+        return [Sample(record.key, encode_image(img, self.image_format, self.quality),
+                       self.image_format, record.label, meta)]
+
+    def _header_format(self, record: Record, data: bytes) -> str | None:
+        import io
+
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                w, h = img.size
+                fmt = img.format
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise ImageError(f"{record.path or record.key}: not an image ({exc})") from exc
+        if w * h > self.max_pixels:
+            raise ImageError(f"{record.path or record.key}: {w}x{h} exceeds --max-pixels "
+                             f"{self.max_pixels:,} (decompression bomb guard)")
+        return fmt
+
+
+def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_count: int = 10_000,
+          max_bytes: int | None = None, shuffle: bool = False, seed: int = 0,
+          reencode: bool = False, image_format: str = "jpg", quality: int = 90,
+          max_pixels: int = DEFAULT_MAX_PIXELS, jobs: int | None = None, on_error: str = "skip",
+          overwrite: bool = False, split: str | None = None,
+          root: str | Path | None = None) -> Report:
+    """Pack ``src`` (folder, list, manifest, WebDataset, LMDB) into ``out`` shards.
+
+    ``shuffle`` permutes the records with ``seed`` before packing (reproducible).
+    """
+    if fmt == "folder":
+        raise UsageError("shard writes shards: --format webdataset or lmdb")
+    if max_count < 1:
+        raise UsageError(f"--max-count must be at least 1, got {max_count}")
+    source = scan(src, root=root, split=None)
+    records: list[Record] = list(source)
+    if split:
+        records = [replace(r, split=split) for r in records]
+    if shuffle:
+        order = list(range(len(records)))
+        random.Random(seed).shuffle(order)
+        records = [records[i] for i in order]
+    task = ShardTask(reencode, image_format, quality, max_pixels)
+    params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
+                  shuffle=shuffle, seed=seed, src=str(src), views_per_record=1)
+    splits = sorted({r.split or "train" for r in records})
+    # Re-packing existing shards is I/O bound; the bytes would only travel through workers.
+    n_jobs = 1 if source.kind in ("webdataset", "lmdb") else jobs
+    return run_job("shard", records, task, out, fmt=fmt, classes=source.classes, params=params,
+                   splits=splits, jobs=n_jobs, on_error=on_error, overwrite=overwrite,
+                   max_count=max_count, max_bytes=max_bytes)

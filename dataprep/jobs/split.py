@@ -1,0 +1,175 @@
+"""``split``: stratified, seeded train/val(/test) split (DESIGN 5.6).
+
+Per class, units (records, or groups of records with ``--group-by``) are ranked by a seeded
+stable hash of their id, so the result depends only on the set of records and the seed, never
+on input order. The first ``round(ratio * n)`` go to train, the next ``round(test_ratio * n)``
+to test (taken from the end of the ranking), the rest to val; every class with at least two
+images keeps at least one in train and one in val (and one in test when asked and possible).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dataprep.errors import UsageError
+from dataprep.io.manifest import write_json_atomic
+from dataprep.io.scan import scan
+from dataprep.ops.rng import stable_rank
+from dataprep.records import Record
+
+
+@dataclass
+class SplitResult:
+    splits: dict[str, list[Record]]
+    classes: list[str]
+    table: list[dict] = field(default_factory=list)  # per class: class, total, train, val, test
+    warnings: list[str] = field(default_factory=list)
+    out_dir: str = ""
+
+    def lines(self) -> list[str]:
+        names = [s for s in ("train", "val", "test") if s in self.splits]
+        width = max([len("class")] + [len(r["class"]) for r in self.table])
+        head = f"{'class':<{width}}  {'total':>7}" + "".join(f"  {n:>7}" for n in names)
+        out = [head, "-" * len(head)]
+        for row in self.table + [self._total_row(names)]:
+            out.append(f"{row['class']:<{width}}  {row['total']:>7,}"
+                       + "".join(f"  {row[n]:>7,}" for n in names))
+        out += [f"warning: {w}" for w in self.warnings]
+        if self.out_dir:
+            out.append(f"wrote {', '.join(n + '.jsonl' for n in names)} and classes.json "
+                       f"to {self.out_dir}")
+        return out
+
+    def _total_row(self, names: list[str]) -> dict:
+        row = {"class": "all", "total": sum(r["total"] for r in self.table)}
+        row.update({n: sum(r[n] for r in self.table) for n in names})
+        return row
+
+
+def _counts(n: int, ratio: float, test_ratio: float) -> tuple[int, int, int]:
+    """(train, val, test) unit counts for a class of ``n`` units."""
+    if n <= 1:
+        return n, 0, 0
+    n_test = round(test_ratio * n) if test_ratio > 0 else 0
+    if test_ratio > 0 and n >= 3:
+        n_test = max(1, n_test)
+    n_test = min(n_test, n - 2)
+    n_train = max(1, min(round(ratio * n), n - n_test - 1))
+    return n_train, n - n_train - n_test, n_test
+
+
+def group_of(record: Record, pattern: re.Pattern | None) -> str:
+    if pattern is None:
+        return record.key
+    m = pattern.search(record.path) or pattern.search(record.key)
+    if not m:
+        return record.key  # no match: the record is its own group
+    return m.group(1) if m.groups() else m.group(0)
+
+
+def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float = 0.0,
+                  seed: int = 0, per_class_limit: int | None = None,
+                  group_by: str | None = None) -> dict[str, list[Record]]:
+    """Assign every record to train / val (/ test). Pure: no I/O. See the module docstring."""
+    if not 0 < ratio < 1:
+        raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
+    if test_ratio < 0 or ratio + test_ratio >= 1:
+        raise UsageError(f"--ratio {ratio} + --test-ratio {test_ratio} must stay below 1 so "
+                         "that val keeps some images")
+    pattern = re.compile(group_by) if group_by else None
+    by_class: dict[int, list[Record]] = defaultdict(list)
+    for r in records:
+        by_class[r.label].append(r)
+    out: dict[str, list[Record]] = {"train": [], "val": []}
+    if test_ratio > 0:
+        out["test"] = []
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda r: r.key)
+        if per_class_limit is not None:
+            members = sorted(members, key=lambda r: (stable_rank(seed + 1_000_003, r.key), r.key))
+            members = sorted(members[:per_class_limit], key=lambda r: r.key)
+        groups: dict[str, list[Record]] = defaultdict(list)
+        for r in members:
+            groups[group_of(r, pattern)].append(r)
+        ranked = sorted(groups, key=lambda g: (stable_rank(seed, g), g))
+        n_train, n_val, n_test = _counts(len(members), ratio, test_ratio)
+        if pattern is None:
+            cut = {"train": ranked[:n_train], "val": ranked[n_train:n_train + n_val],
+                   "test": ranked[n_train + n_val:]}
+        else:  # whole groups, greedily until each split reaches its record count
+            cut = {"train": [], "val": [], "test": []}
+            targets = {"train": n_train, "val": n_val, "test": n_test}
+            filled = dict.fromkeys(targets, 0)
+            for g in ranked:
+                name = next((s for s in ("train", "val", "test") if filled[s] < targets[s]),
+                            "train")
+                cut[name].append(g)
+                filled[name] += len(groups[g])
+        for name, gs in cut.items():
+            if gs and name in out:
+                out[name].extend(replace(r, split=name) for g in gs for r in groups[g])
+    for name in out:
+        out[name].sort(key=lambda r: (r.label, r.key))
+    if pattern is not None:
+        _check_groups(out, pattern)
+    return out
+
+
+def _check_groups(out: dict[str, list[Record]], pattern: re.Pattern) -> None:
+    seen: dict[str, str] = {}
+    for name, recs in out.items():
+        for r in recs:
+            g = group_of(r, pattern)
+            if seen.setdefault(g, name) != name:
+                raise UsageError(
+                    f"--group-by: group {g!r} spans several classes and would leak across splits; "
+                    "use a pattern whose groups stay inside one class"
+                )
+
+
+def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: float = 0.0,
+          seed: int = 0, per_class_limit: int | None = None, group_by: str | None = None,
+          root: str | Path | None = None, overwrite: bool = False) -> SplitResult:
+    """Split ``src`` and write ``train.jsonl``, ``val.jsonl`` (``test.jsonl``), ``classes.json``."""
+    source = scan(src, root=root)
+    if source.records is None:
+        raise UsageError(f"{src} is a shard source; split works on image folders, list files "
+                         "and manifests")
+    if per_class_limit is not None and per_class_limit < 1:
+        raise UsageError(f"--per-class-limit must be at least 1, got {per_class_limit}")
+    splits = split_records(source.records, ratio, test_ratio, seed, per_class_limit, group_by)
+    out_dir = Path(out)
+    names = list(splits)
+    if out_dir.exists() and not overwrite and any((out_dir / f"{n}.jsonl").exists() for n in names):
+        raise UsageError(f"{out_dir} already holds a split; pass --overwrite to replace it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, recs in splits.items():
+        tmp = out_dir / f".{name}.jsonl.tmp"
+        with open(tmp, "w") as f:
+            for r in recs:
+                f.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
+        tmp.replace(out_dir / f"{name}.jsonl")
+    write_json_atomic(out_dir / "classes.json", {c: i for i, c in enumerate(source.classes)})
+    result = SplitResult(splits, source.classes, out_dir=str(out_dir))
+    for label, class_name in enumerate(source.classes):
+        row = {"class": class_name}
+        row.update({n: sum(1 for r in splits[n] if r.label == label) for n in names})
+        row["total"] = sum(row[n] for n in names)
+        result.table.append(row)
+        if row["total"] == 1:
+            result.warnings.append(f"class {class_name!r} has a single image; it goes to "
+                                   "train only")
+        elif row["total"] == 0 and per_class_limit is None:
+            result.warnings.append(f"class {class_name!r} has no images")
+    write_json_atomic(out_dir / "dataprep.json", {
+        "command": "split",
+        "params": {"src": str(src), "ratio": ratio, "test_ratio": test_ratio, "seed": seed,
+                   "per_class_limit": per_class_limit, "group_by": group_by},
+        "counts": {n: len(r) for n, r in splits.items()},
+        "classes": source.classes,
+    })
+    return result

@@ -1,0 +1,164 @@
+"""``resize`` and ``tencrop``: short-side resize, then (for tencrop) five or ten views per record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dataprep.errors import ImageError, UsageError
+from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image
+from dataprep.io.scan import scan
+from dataprep.jobs.common import run_job
+from dataprep.ops.crop import VIEW_NAMES, ten_crop
+from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
+from dataprep.records import Record, Sample
+from dataprep.runner import Report
+
+IMAGE_FORMATS = ("jpg", "png", "webp")
+VIEW_MODES = ("materialize", "lazy")
+
+
+@dataclass(frozen=True)
+class ResizeTask:
+    """Decode, orient, convert to RGB, short-side resize, encode: one sample per record."""
+
+    short_side: int = 256
+    interpolation: str = "bilinear"
+    exact: bool = False
+    upscale: bool = False
+    image_format: str = "jpg"
+    quality: int = 90
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def resized(self, record: Record):
+        img = open_image(record.data if record.data is not None else record.path,
+                         max_pixels=self.max_pixels,
+                         draft_short_side=None if self.exact else self.short_side,
+                         upscale=self.upscale)
+        return resize_short_side(img, self.short_side, self.interpolation, upscale=self.upscale)
+
+    def meta(self, record: Record) -> dict[str, Any]:
+        meta = dict(record.meta or {})
+        meta.update(key=record.key, label=record.label, class_name=record.class_name,
+                    path=record.path)
+        if record.split:
+            meta["split"] = record.split
+        return meta
+
+    def __call__(self, record: Record) -> list[Sample]:
+        img = self.resized(record)
+        meta = self.meta(record)
+        meta["size"] = list(img.size)
+        return [Sample(record.key, encode_image(img, self.image_format, self.quality),
+                       self.image_format, record.label, meta)]
+
+
+@dataclass(frozen=True)
+class TencropTask(ResizeTask):
+    """Resize, then ten (or five) views: materialized as separate samples, or stored once (lazy)."""
+
+    crop: int = 224
+    flip: bool = True
+    views: str = "materialize"
+
+    def __call__(self, record: Record) -> list[Sample]:
+        img = self.resized(record)
+        if img.width < self.crop or img.height < self.crop:
+            raise ImageError(
+                f"{record.path or record.key}: {img.width}x{img.height} after resize is smaller "
+                f"than --crop {self.crop}; allow --upscale or lower --crop"
+            )
+        meta = self.meta(record)
+        if self.views == "lazy":
+            meta["size"] = list(img.size)
+            meta["views"] = {"kind": "tencrop" if self.flip else "fivecrop", "crop": self.crop,
+                             "flip": self.flip}
+            return [Sample(record.key, encode_image(img, self.image_format, self.quality),
+                           self.image_format, record.label, meta)]
+        out = []
+        for i, view in enumerate(ten_crop(img, self.crop, flip=self.flip)):
+            m = dict(meta, key=f"{record.key}_v{i}", source=record.key, view=i,
+                     view_name=VIEW_NAMES[i])
+            out.append(Sample(f"{record.key}_v{i}", encode_image(view, self.image_format,
+                                                                 self.quality),
+                              self.image_format, record.label, m))
+        return out
+
+
+def _check_common(short_side: int, image_format: str, quality: int, interpolation: str) -> None:
+    if short_side <= 0:
+        raise UsageError(f"--short-side must be positive, got {short_side}")
+    if image_format not in IMAGE_FORMATS:
+        raise UsageError(f"--image-format {image_format!r}: expected one of {IMAGE_FORMATS}")
+    if not 1 <= quality <= 100:
+        raise UsageError(f"--quality {quality} is outside 1..100")
+    if interpolation not in INTERPOLATIONS:
+        raise UsageError(f"--interpolation {interpolation!r}: expected one of {sorted(INTERPOLATIONS)}")
+
+
+def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fmt: str,
+         views_per_record: int, jobs: int | None, on_error: str, overwrite: bool,
+         max_count: int, max_bytes: int | None, split: str | None, root: str | Path | None,
+         records: list[Record] | None = None, classes: list[str] | None = None) -> Report:
+    if records is None:
+        source = scan(src, root=root)
+        classes = source.classes
+        recs = list(source) if source.records is not None else source
+        total = len(source) if source.records is not None or source.num_records else None
+    else:
+        recs, total = records, len(records)
+    if split:
+        from dataclasses import replace
+
+        recs = [replace(r, split=split) for r in recs]
+    splits = sorted({r.split or "train" for r in recs}) if isinstance(recs, list) else [split or "train"]
+    params = dict(asdict(task), format=fmt, views_per_record=views_per_record,
+                  max_count=max_count, max_bytes=max_bytes, src=str(src))
+    return run_job(command, recs, task, out, fmt=fmt, classes=classes or [], params=params,
+                   splits=splits, jobs=jobs, on_error=on_error, overwrite=overwrite,
+                   max_count=max_count, max_bytes=max_bytes, total=total)
+
+
+def resize(src: str | Path, out: str | Path, *, short_side: int = 256, fmt: str = "webdataset",
+           interpolation: str = "bilinear", exact: bool = False, upscale: bool = False,
+           image_format: str = "jpg", quality: int = 90, max_pixels: int = DEFAULT_MAX_PIXELS,
+           max_count: int = 10_000, max_bytes: int | None = None, jobs: int | None = None,
+           on_error: str = "skip", overwrite: bool = False, split: str | None = None,
+           root: str | Path | None = None, records: list[Record] | None = None,
+           classes: list[str] | None = None) -> Report:
+    """Short-side resize every image of ``src`` into ``out`` (DESIGN 5.1)."""
+    _check_common(short_side, image_format, quality, interpolation)
+    task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality, max_pixels)
+    return _run("resize", src, out, task, fmt=fmt, views_per_record=1, jobs=jobs,
+                on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
+                split=split, root=root, records=records, classes=classes)
+
+
+def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: int = 224,
+            five: bool = False, flip: bool = True, views: str = "materialize",
+            fmt: str = "webdataset", interpolation: str = "bilinear", exact: bool = False,
+            upscale: bool = True, image_format: str = "jpg", quality: int = 90,
+            max_pixels: int = DEFAULT_MAX_PIXELS, max_count: int = 10_000,
+            max_bytes: int | None = None, jobs: int | None = None, on_error: str = "skip",
+            overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
+            records: list[Record] | None = None, classes: list[str] | None = None) -> Report:
+    """Resize to ``short_side`` then cut ten views (five with ``five`` or ``flip=False``).
+
+    View order is torchvision ``TenCrop``'s (DESIGN 5.2). ``views="materialize"`` writes each
+    view as a sample ``{key}_v{i}``; ``views="lazy"`` stores the resized image once with the view
+    spec in its json, for readers to expand.
+    """
+    _check_common(short_side, image_format, quality, interpolation)
+    if crop > short_side:
+        raise UsageError(f"--crop {crop} is larger than --short-side {short_side}; every crop "
+                         "would fall outside the resized image")
+    if views not in VIEW_MODES:
+        raise UsageError(f"--views {views!r}: expected one of {VIEW_MODES}")
+    flip = flip and not five
+    task = TencropTask(short_side, interpolation, exact, upscale, image_format, quality,
+                       max_pixels, crop=crop, flip=flip, views=views)
+    per_record = 1 if views == "lazy" else (10 if flip else 5)
+    return _run("tencrop", src, out, task, fmt=fmt, views_per_record=per_record, jobs=jobs,
+                on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
+                split=split, root=root, records=records, classes=classes)

@@ -1,0 +1,84 @@
+"""Record (one input image) and Sample (one output unit), and the key rule."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
+
+
+def make_key(relpath: str) -> str:
+    """Stable, dot-free, slash-free key from a relative path.
+
+    WebDataset groups tar members by the text before the first dot of the basename, so keys
+    carry no dots; they carry no slashes so they are flat. ``animals/cat.01.jpg`` ->
+    ``animals__cat_01``. Characters outside ``[A-Za-z0-9_-]`` become ``_``.
+    """
+    p = PurePosixPath(relpath.replace("\\", "/"))
+    parts = list(p.parts)
+    if not parts:
+        raise ValueError("empty path has no key")
+    last = parts[-1]
+    stem = last.rsplit(".", 1)[0] if "." in last.lstrip(".") else last
+    parts[-1] = stem
+    return "__".join(_UNSAFE.sub("_", part) for part in parts if part not in ("", ".", "/"))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input image before processing.
+
+    ``path`` is a filesystem path; ``data`` carries already-encoded bytes when the record comes
+    from shards (then ``ext`` names their format). ``meta`` is free metadata carried to samples.
+    """
+
+    key: str
+    path: str
+    label: int
+    class_name: str
+    split: str = ""
+    group: str | None = None
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    ext: str | None = None
+    meta: dict[str, Any] | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "key": self.key,
+            "path": self.path,
+            "label": self.label,
+            "class_name": self.class_name,
+            "split": self.split,
+        }
+        if self.group is not None:
+            d["group"] = self.group
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Record:
+        return cls(
+            key=str(d["key"]),
+            path=str(d["path"]),
+            label=int(d["label"]),
+            class_name=str(d.get("class_name", d["label"])),
+            split=str(d.get("split", "")),
+            group=d.get("group"),
+        )
+
+
+@dataclass
+class Sample:
+    """One output unit: encoded image bytes (``ext`` is jpg/png/webp), class index, metadata."""
+
+    key: str
+    image: bytes
+    ext: str
+    cls: int
+    meta: dict[str, Any]
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.image)
