@@ -102,9 +102,9 @@ def open_image(
         raise ImageError(f"{name}: {reason}") from exc
 
 
-def image_size(src: str | Path) -> tuple[int, int]:
+def image_size(src: str | Path | bytes) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
-    with Image.open(src) as img:
+    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
         w, h = img.size
         orientation = img.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

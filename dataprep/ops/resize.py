@@ -37,11 +37,16 @@ def resize_short_side(
     short_side: int,
     interpolation: str = "bilinear",
     upscale: bool = False,
+    source_size: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Resize so the shorter side is ``short_side`` (see :func:`short_side_size`).
 
     Uses Pillow's ``resize`` with antialiasing, the same call torchvision makes on PIL images,
     so the pixels match ``torchvision.transforms.v2.Resize(short_side)`` exactly.
+
+    ``source_size``: the full-resolution (width, height) when ``img`` was decoded at a reduced
+    scale (JPEG draft). The output size is computed from it, so drafting never changes the
+    output size (a 1024x819 JPEG drafted to 256x205 still gives 160x128 at 128, not 159x128).
     """
     try:
         resample = INTERPOLATIONS[interpolation]
@@ -49,7 +54,8 @@ def resize_short_side(
         raise ValueError(
             f"unknown interpolation {interpolation!r}; expected one of {sorted(INTERPOLATIONS)}"
         ) from None
-    size = short_side_size(img.width, img.height, short_side, upscale=upscale)
+    width, height = source_size or img.size
+    size = short_side_size(width, height, short_side, upscale=upscale)
     if size == img.size:
         return img
     return img.resize(size, resample)
