@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load_recipe", "open_dataset", "resize", "run", "scan", "shard",
-           "split", "tencrop"]
+           "split", "tencrop", "verify"]
 
 
 def __getattr__(name: str):
@@ -33,8 +33,11 @@ def __getattr__(name: str):
         from dataprep.io.scan import scan
         return scan
     if name == "open_dataset":
-        from dataprep.io.readers import iter_samples
-        return iter_samples
+        from dataprep.io.dataset import open_dataset
+        return open_dataset
+    if name == "verify":
+        from dataprep.jobs.verify import verify
+        return verify
     if name == "load_recipe":
         from dataprep.recipe import load_recipe
         return load_recipe

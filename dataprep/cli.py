@@ -248,6 +248,8 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, 
 @click.option("--shuffle", is_flag=True, help="Shuffle the samples (with --seed) before packing.")
 @click.option("--reencode", is_flag=True,
               help="Re-encode every image (default: JPEG/PNG/WebP bytes are stored as they are).")
+@click.option("--expand-views", is_flag=True,
+              help="Turn lazy view records (tencrop --views lazy) into materialized views.")
 @click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg",
               show_default=True, help="Encoding for re-encoded images.")
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
@@ -260,13 +262,14 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, 
               help="Folder that relative paths of a list file resolve against.")
 @common_options
 @reports_errors
-def shard_cmd(src, out, format, max_count, max_bytes, shuffle, reencode, image_format, quality,
-              max_pixels, split, root, jobs, seed, on_error, overwrite):
+def shard_cmd(src, out, format, max_count, max_bytes, shuffle, reencode, expand_views,
+              image_format, quality, max_pixels, split, root, jobs, seed, on_error, overwrite):
     """Pack any source into WebDataset tar shards or an LMDB, storing encoded images."""
     from dataprep.jobs.shard import shard
 
     echo_report(shard(src, out, fmt=format, max_count=max_count, max_bytes=max_bytes,
-                      shuffle=shuffle, seed=seed, reencode=reencode, image_format=image_format,
+                      shuffle=shuffle, seed=seed, reencode=reencode, expand_views=expand_views,
+                      image_format=image_format,
                       quality=quality, max_pixels=max_pixels, jobs=jobs, on_error=on_error,
                       overwrite=overwrite, split=split, root=root))
 

@@ -91,7 +91,7 @@ class Report:
         if self.errors:
             out.append(f"  skipped files are listed in {Path(self.out_dir) / 'errors.jsonl'}")
             for e in self.errors[:5]:
-                out.append(f"    {e['path'] or e['key']}: {e['reason']}")
+                out.append(f"    {e['reason']}")
             if len(self.errors) > 5:
                 out.append(f"    ... and {len(self.errors) - 5} more")
         out.append(f"  output: {self.out_dir}")

@@ -76,6 +76,8 @@ def open_image(
         with fp, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)  # e.g. truncated EXIF, palette transparency
+            # Pillow refuses at 2x its limit and warns (an error here) above it: make that --max-pixels
+            Image.MAX_IMAGE_PIXELS = max_pixels
             img = Image.open(fp)
             w, h = img.size
             if w <= 0 or h <= 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from dataprep.errors import ImageError, UsageError
+from dataprep.io.dataset import expand, view_spec
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image
 from dataprep.io.scan import scan
 from dataprep.jobs.common import run_job
@@ -27,8 +28,11 @@ class ShardTask:
     image_format: str = "jpg"
     quality: int = 90
     max_pixels: int = DEFAULT_MAX_PIXELS
+    expand_views: bool = False
 
     def __call__(self, record: Record) -> list[Sample]:
+        if self.expand_views and record.data is not None and view_spec(record.meta or {}):
+            return self._expand(record)
         meta = dict(record.meta or {})
         meta.update(key=record.key, label=record.label, class_name=record.class_name)
         if record.path:
@@ -49,6 +53,14 @@ class ShardTask:
         return [Sample(record.key, encode_image(img, self.image_format, self.quality),
                        self.image_format, record.label, meta)]
 
+    def _expand(self, record: Record) -> list[Sample]:
+        """A lazy record -> its materialized views, as ``tencrop --views materialize`` writes."""
+        assert record.data is not None and record.meta is not None
+        sample = Sample(record.key, record.data, record.ext or "jpg", record.label, record.meta)
+        return [Sample(item.key, encode_image(item.image, self.image_format, self.quality),
+                       self.image_format, item.label, item.meta)
+                for item in expand(sample)]
+
     def _header_format(self, record: Record, data: bytes) -> str | None:
         import io
 
@@ -66,13 +78,16 @@ class ShardTask:
 
 def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_count: int = 10_000,
           max_bytes: int | None = None, shuffle: bool = False, seed: int = 0,
-          reencode: bool = False, image_format: str = "jpg", quality: int = 90,
+          reencode: bool = False, expand_views: bool = False, image_format: str = "jpg",
+          quality: int = 90,
           max_pixels: int = DEFAULT_MAX_PIXELS, jobs: int | None = None, on_error: str = "skip",
           overwrite: bool = False, split: str | None = None,
           root: str | Path | None = None) -> Report:
     """Pack ``src`` (folder, list, manifest, WebDataset, LMDB) into ``out`` shards.
 
     ``shuffle`` permutes the records with ``seed`` before packing (reproducible).
+    ``expand_views`` turns lazy view records into materialized views (encoded with
+    ``image_format`` / ``quality``).
     """
     if fmt == "folder":
         raise UsageError("shard writes shards: --format webdataset or lmdb")
@@ -86,12 +101,12 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
         order = list(range(len(records)))
         random.Random(seed).shuffle(order)
         records = [records[i] for i in order]
-    task = ShardTask(reencode, image_format, quality, max_pixels)
+    task = ShardTask(reencode, image_format, quality, max_pixels, expand_views)
     params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
                   shuffle=shuffle, seed=seed, src=str(src), views_per_record=1)
     splits = sorted({r.split or "train" for r in records})
     # Re-packing existing shards is I/O bound; the bytes would only travel through workers.
-    n_jobs = 1 if source.kind in ("webdataset", "lmdb") else jobs
+    n_jobs = 1 if source.kind in ("webdataset", "lmdb") and not expand_views else jobs
     return run_job("shard", records, task, out, fmt=fmt, classes=source.classes, params=params,
                    splits=splits, jobs=n_jobs, on_error=on_error, overwrite=overwrite,
                    max_count=max_count, max_bytes=max_bytes)
