@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from dataprep.errors import ImageError
 from dataprep.ops.resize import short_side_size
 
+_ORIENTATION = 0x0112  # EXIF tag
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb threshold (2x its warning level / 2)
 
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError,
@@ -59,7 +60,22 @@ def open_image(
     draft_short_side: int | None = None,
     upscale: bool = False,
 ) -> Image.Image:
-    """Open, guard, orient and convert an image to RGB.
+    """Open, guard, orient and convert an image to RGB (see :func:`open_image_sized`)."""
+    return open_image_sized(src, max_pixels=max_pixels, draft_short_side=draft_short_side,
+                            upscale=upscale)[0]
+
+
+def open_image_sized(
+    src: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_short_side: int | None = None,
+    upscale: bool = False,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Open, guard, orient and convert an image to RGB; also return its full oriented size.
+
+    The size is that of the full-resolution image after EXIF orientation, which a draft decode
+    hides: resizing must be sized from it so drafting never changes the output size.
 
     ``draft_short_side``: when set and the input is a JPEG, use ``Image.draft`` (DCT-domain
     downscale by 1/2, 1/4 or 1/8) as long as the decoded size stays >= the size a short-side
@@ -91,8 +107,9 @@ def open_image(
                 target = short_side_size(w, h, draft_short_side, upscale=upscale)
                 img.draft("RGB", target)
             img.load()
+            swap = img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
             img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            return _to_rgb(img), ((h, w) if swap else (w, h))
     except ImageError:
         raise
     except Image.DecompressionBombWarning as exc:
@@ -102,14 +119,6 @@ def open_image(
         if isinstance(exc, UnidentifiedImageError):
             reason = "not an image (cannot identify image file)"
         raise ImageError(f"{name}: {reason}") from exc
-
-
-def image_size(src: str | Path | bytes) -> tuple[int, int]:
-    """(width, height) after EXIF orientation, read from the header only."""
-    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
-        w, h = img.size
-        orientation = img.getexif().get(0x0112, 1)
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def encode_image(img: Image.Image, fmt: str = "jpg", quality: int = 90) -> bytes:

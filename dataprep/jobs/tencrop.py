@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import ImageError, UsageError
-from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, image_size, open_image
+from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image_sized
 from dataprep.io.scan import scan
 from dataprep.jobs.common import run_job
 from dataprep.ops.crop import VIEW_NAMES, ten_crop
@@ -33,11 +33,10 @@ class ResizeTask:
 
     def resized(self, record: Record):
         src = record.data if record.data is not None else record.path
-        img = open_image(src, max_pixels=self.max_pixels,
-                         draft_short_side=None if self.exact else self.short_side,
-                         upscale=self.upscale)
+        img, source_size = open_image_sized(
+            src, max_pixels=self.max_pixels,
+            draft_short_side=None if self.exact else self.short_side, upscale=self.upscale)
         # a JPEG draft decodes at reduced scale: size the output from the full image
-        source_size = None if self.exact else image_size(src)
         return resize_short_side(img, self.short_side, self.interpolation, upscale=self.upscale,
                                  source_size=source_size)
 
