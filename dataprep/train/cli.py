@@ -1,0 +1,244 @@
+"""``dataprep train`` and ``dataprep summary``: parse flags, call the library, render the result.
+
+Importing this module is cheap (click and stdlib only): torch, torchvision and matplotlib load
+inside the commands, with an install hint when they are missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from dataprep.errors import DataprepError, UsageError, require
+from dataprep.train.config import (
+    AMP_MODES,
+    DEVICES,
+    LAZY_VIEWS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    parse_size,
+)
+
+
+def _recipe(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Eager: a TOML recipe becomes the defaults of the other flags (flags given win)."""
+    if not value:
+        return
+    from dataprep.recipe import check_keys, load_recipe, table_for
+
+    try:
+        table = table_for(load_recipe(value), ctx.info_name or "")
+        allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
+        check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    ctx.default_map = {**(ctx.default_map or {}), **table}
+
+
+def _floats(n: int) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def convert(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None or isinstance(value, (list, tuple)):
+            return value
+        try:
+            values = tuple(float(v) for v in str(value).split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected comma-separated numbers") from None
+        if n and len(values) != n:
+            raise click.BadParameter(f"{value!r}: expected {n} comma-separated numbers")
+        return values
+    return convert
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    try:
+        return parse_size(value) if value is not None else None
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _setup_logging() -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    handler = logging.StreamHandler(sys.stderr)
+    prefix = f"[rank {rank}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    handler.setFormatter(logging.Formatter(prefix + "%(levelname)s %(message)s"
+                                           if rank else "%(message)s"))
+    logger = logging.getLogger("dataprep.train")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False
+
+
+_D = TrainConfig(data="", out="")  # the defaults, shown in --help
+
+TRAIN_OPTIONS = [
+    # data
+    click.option("--val", default=None, help="Validation shards [default: DATA's val split]."),
+    click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+                 help="Run directory: config.json, metrics.jsonl, curves.png, best.pt, last.pt."),
+    click.option("--train-split", default=_D.train_split, show_default=True),
+    click.option("--val-split", default=_D.val_split, show_default=True),
+    click.option("--num-classes", type=click.IntRange(min=1), default=None,
+                 help="[default: the class list in dataprep.json / the LMDB]"),
+    click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                 help="Where remote shards are cached [default: RUN/shard-cache]."),
+    click.option("--cache-size", default="4GB", show_default=True, callback=_size,
+                 help="Hard bound of the shard cache, all workers and ranks of a machine."),
+    click.option("--workers", type=click.IntRange(min=0), default=_D.workers, show_default=True,
+                 help="Loader processes per rank."),
+    click.option("--shuffle-buffer", type=click.IntRange(min=0), default=_D.shuffle_buffer,
+                 show_default=True, help="Samples mixed per worker after the shard shuffle."),
+    click.option("--lazy-views", type=click.Choice(LAZY_VIEWS), default=_D.lazy_views,
+                 show_default=True,
+                 help="Lazily stored ten-crops: every view a sample, or one random view."),
+    click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
+                 help="Batches per rank per epoch [default: one pass over DATA]."),
+    # pixels
+    click.option("--img-size", type=click.IntRange(min=1), default=_D.img_size,
+                 show_default=True, help="Side of the square crop the model sees."),
+    click.option("--short-side", type=click.IntRange(min=1), default=None,
+                 help="Resize images to this before cropping [default: img-size / 0.875]."),
+    click.option("--hflip/--no-hflip", default=True, show_default=True,
+                 help="Random horizontal flips."),
+    click.option("--color-jitter", default=None, callback=_floats(0),
+                 help="Strength, or brightness,contrast,saturation,hue (e.g. 0.4,0.4,0.4,0.1)."),
+    click.option("--pca-lighting", type=float, default=0.0, show_default=True,
+                 help="AlexNet PCA lighting sigma (0.1 in the paper); 0 disables."),
+    click.option("--pca-stats", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="stats.json of `dataprep stats` [default: ImageNet's eigen decomposition]."),
+    click.option("--mean", default=",".join(map(str, _D.mean)), show_default=True,
+                 callback=_floats(3), help="Normalization mean (pixels in [0, 1])."),
+    click.option("--std", default=",".join(map(str, _D.std)), show_default=True,
+                 callback=_floats(3), help="Normalization std."),
+    # model
+    click.option("--model", default=_D.model, show_default=True,
+                 help="torchvision name (resnet50, mobilenet_v2, ...), timm name, or tiny_cnn."),
+    click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="Local state_dict to start from; its classifier is replaced."),
+    click.option("--pretrained", is_flag=True,
+                 help="Download torchvision's ImageNet weights (needs internet)."),
+    click.option("--channels-last", is_flag=True, help="NHWC memory format."),
+    # optimization
+    click.option("--epochs", type=click.IntRange(min=1), default=_D.epochs, show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=_D.batch_size,
+                 show_default=True, help="Per rank and step."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_D.optimizer,
+                 show_default=True),
+    click.option("--lr", type=float, default=_D.lr, show_default=True,
+                 help="Base learning rate (backbone)."),
+    click.option("--head-lr-mult", type=float, default=_D.head_lr_mult, show_default=True,
+                 help="Learning-rate multiplier of the new classifier."),
+    click.option("--momentum", type=float, default=_D.momentum, show_default=True),
+    click.option("--weight-decay", type=float, default=_D.weight_decay, show_default=True),
+    click.option("--schedule", type=click.Choice(SCHEDULES), default=_D.schedule,
+                 show_default=True),
+    click.option("--step-size", type=click.IntRange(min=1), default=_D.step_size,
+                 show_default=True, help="step schedule: epochs between decays."),
+    click.option("--milestones", default=",".join(map(str, _D.milestones)), show_default=True,
+                 callback=_floats(0), help="multistep schedule: epochs of decay."),
+    click.option("--gamma", type=float, default=_D.gamma, show_default=True,
+                 help="Decay factor of step / multistep."),
+    click.option("--warmup-epochs", type=float, default=0.0, show_default=True),
+    click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Train only the classifier for N epochs, then every layer."),
+    click.option("--accum-steps", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Micro-batches per optimizer step."),
+    click.option("--label-smoothing", type=float, default=0.0, show_default=True),
+    click.option("--amp", type=click.Choice(AMP_MODES), default=_D.amp, show_default=True,
+                 help="Mixed precision: auto = bf16 on GPUs that have it, off on CPU."),
+    click.option("--early-stop", type=click.IntRange(min=1), default=None, metavar="PATIENCE",
+                 help="Stop after PATIENCE epochs without a better val top-1."),
+    # run
+    click.option("--resume", is_flag=True, help="Continue RUN/last.pt."),
+    click.option("--overwrite", is_flag=True, help="Start afresh in a RUN that holds a run."),
+    click.option("--device", type=click.Choice(DEVICES), default=_D.device, show_default=True),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--progress/--no-progress", default=True, show_default=True,
+                 help="Progress bar with loss and images/s."),
+    click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True,
+                 expose_value=False, callback=_recipe,
+                 help="TOML file of defaults for these flags (flags given here win)."),
+]
+
+
+def _with_options(options: list) -> Callable:
+    def decorate(f: Callable) -> Callable:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+    return decorate
+
+
+@click.command("train")
+@click.argument("data")
+@_with_options(TRAIN_OPTIONS)
+def train(data: str, **flags: Any) -> None:
+    """Train a classifier on shards: DATA is a WebDataset directory, brace pattern,
+    http(s):// or pipe: URL, or an LMDB.
+
+    \b
+      dataprep train shards -o runs/r18 --model resnet18 --epochs 10
+      dataprep train shards -o runs/ft --model mobilenet_v2 --weights mnv2.pth \\
+          --freeze-epochs 2 --head-lr-mult 10 --lr 0.01
+      torchrun --nproc_per_node 4 -m dataprep train http://host/shards -o runs/ddp
+
+    Writes config.json, metrics.jsonl (per epoch: loss, top-1/5, lr, images/s, seconds),
+    curves.png, last.pt and best.pt (by validation top-1) to the run directory.
+    """
+    try:
+        require("torch", "train")
+        from dataprep.train.loop import train as run_training
+
+        flags["milestones"] = [int(m) for m in flags["milestones"]]
+        cfg = TrainConfig(data=data, **flags)
+        _setup_logging()
+        result = run_training(cfg)
+    except DataprepError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if result.best_top1 is not None:
+        click.echo(f"best val top-1 {result.best_top1:.4f} at epoch {result.best_epoch}; "
+                   f"{result.epochs_run} epoch(s) run ({result.stopped})")
+    click.echo(f"run: {result.out} (config.json, metrics.jsonl, curves.png, last.pt"
+               f"{', best.pt' if result.best_top1 is not None else ''})")
+    if result.stopped == "diverged":
+        raise click.ClickException("training diverged (loss is NaN or infinite); "
+                                   "lower --lr and start again")
+
+
+@click.command("summary")
+@click.option("--model", required=True, help="Model name, as for `dataprep train --model`.")
+@click.option("--img-size", type=click.IntRange(min=1), default=224, show_default=True)
+@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Check that a local state_dict fits the model.")
+def summary(model: str, img_size: int, num_classes: int, weights: str | None) -> None:
+    """Print each layer's output shape and parameter count for a 1x3xSIZExSIZE input."""
+    try:
+        require("torch", "train")
+        from dataprep.train.models import build_model
+        from dataprep.train.summary import summarize
+
+        built = build_model(model, num_classes, weights=weights)
+        report = summarize(built.model, (1, 3, img_size, img_size), name=model)
+    except DataprepError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except RuntimeError as exc:  # e.g. an input too small for the network's downsampling
+        raise click.ClickException(f"{model} cannot run on {img_size}x{img_size} inputs: "
+                                   f"{exc}") from exc
+    click.echo(report.to_text())
+
+
+@click.group("train-tools")
+def main_group() -> None:
+    """The trainer's commands, runnable as ``python -m dataprep.train``."""
+
+
+main_group.add_command(train)
+main_group.add_command(summary)

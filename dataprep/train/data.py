@@ -1,0 +1,380 @@
+"""Streaming loader: parts → samples → (lazy views) → shuffle buffer → augment → uint8 batches.
+
+How work is split (the reason DDP cannot hang): there are ``G = world_size x workers`` global
+workers. Each epoch the parts are shuffled with a generator every rank seeds alike, then dealt
+round-robin (:func:`plan_parts`); when there are fewer parts than workers, workers share a part
+and keep every ``stride``-th sample. Every rank runs exactly ``batches`` training batches per
+epoch, computed beforehand from the sample counts (:func:`batches_per_epoch`), whatever it was
+dealt: a worker cycles over its parts when they run out and stops at its quota. Validation reads
+every sample exactly once and may give ranks different batch counts: it runs no collective.
+
+Randomness (DESIGN 5.5): shard order from ``(seed, epoch)``, the buffer from ``(seed, epoch,
+worker)``, each augmentation from ``(seed, key, view, epoch)``; nothing touches global state.
+Batches leave the workers as uint8 NCHW tensors (channels-last in memory); normalization runs
+on the device (:func:`normalize`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dataprep.errors import ImageError, ShardError
+from dataprep.io.decode import open_image
+from dataprep.io.readers import IMAGE_FIELDS, iter_tar, lmdb_key, to_sample
+from dataprep.ops.crop import center_crop, five_boxes
+from dataprep.ops.resize import resize_short_side
+from dataprep.ops.rng import sample_rng
+from dataprep.records import Sample
+from dataprep.train.cache import ShardCache, is_remote
+from dataprep.train.sources import Part
+
+log = logging.getLogger("dataprep.train")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Samples ``i`` of part ``part`` with ``i % stride == offset``."""
+
+    part: int
+    stride: int = 1
+    offset: int = 0
+
+
+def plan_parts(num_parts: int, num_workers: int) -> list[list[Assignment]]:
+    """Deal ``num_parts`` parts to ``num_workers`` global workers; every sample goes exactly once.
+
+    ``num_parts >= num_workers``: worker ``g`` gets parts ``g, g + G, ...``. Fewer parts than
+    workers: worker ``g`` reads part ``g % n`` and keeps one sample in ``m``, where ``m`` workers
+    share that part. 3 parts, 4 workers -> [(0, 2, 0)], [(1, 1, 0)], [(2, 1, 0)], [(0, 2, 1)].
+    """
+    if num_parts <= 0:
+        raise ShardError("no shards to read")
+    if num_parts >= num_workers:
+        return [[Assignment(p) for p in range(g, num_parts, num_workers)]
+                for g in range(num_workers)]
+    plan = []
+    for g in range(num_workers):
+        p = g % num_parts
+        sharing = len(range(p, num_workers, num_parts))
+        plan.append([Assignment(p, sharing, g // num_parts)])
+    return plan
+
+
+def batches_per_epoch(num_items: int, world_size: int, batch_size: int) -> int:
+    """Training batches each rank runs per epoch: one pass over the data, last partial dropped."""
+    batches = num_items // (world_size * batch_size)
+    if batches == 0:
+        raise ShardError(
+            f"{num_items} training samples cannot fill one batch of {batch_size} on each of "
+            f"{world_size} rank(s); lower --batch-size"
+        )
+    return batches
+
+
+def view_count(meta: dict) -> int:
+    """Views a stored sample expands to: 10 (lazy ten-crop with flips), 5 (five-crop), else 1."""
+    views = meta.get("views")
+    if not views:
+        return 1
+    return 10 if views.get("kind") == "tencrop" and views.get("flip", True) else 5
+
+
+def view_image(img: Image.Image, views: dict, index: int) -> Image.Image:
+    """View ``index`` of a lazily stored image, in ten-crop order (DESIGN 5.2)."""
+    if index >= 5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return img.crop(five_boxes(img.width, img.height, int(views["crop"]))[index % 5])
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _iter_lmdb_range(part: Part) -> Iterator[Sample]:
+    import lmdb
+
+    env = lmdb.open(part.url, readonly=True, lock=False, readahead=False, subdir=True)
+    try:
+        with env.begin(buffers=False) as txn:
+            for i in range(part.start, part.stop if part.stop is not None else part.start):
+                image, cls, raw = (txn.get(lmdb_key(i, f)) for f in ("image", "cls", "json"))
+                if image is None:
+                    raise ShardError(f"{part.url}: sample {i} is missing (layout damaged)")
+                meta = json.loads(raw) if raw else {}
+                ext = str(meta.get("ext", "jpg"))
+                if ext not in IMAGE_FIELDS:
+                    raise ShardError(f"{part.url}: sample {i} has image format {ext!r}; "
+                                     f"expected one of {IMAGE_FIELDS}")
+                yield Sample(str(meta.get("key", f"{i:08d}")), image, ext,
+                             int(cls) if cls is not None else int(meta.get("label", -1)), meta)
+    finally:
+        env.close()
+
+
+def iter_part(part: Part, cache: ShardCache | None, stride: int = 1,
+              offset: int = 0) -> Iterator[Sample]:
+    """Samples of one part (remote tars through the cache), keeping ``i % stride == offset``."""
+    if part.kind == "lmdb":
+        samples: Iterable[Sample] = _iter_lmdb_range(part)
+    elif is_remote(part.url):
+        if cache is None:
+            raise ShardError(f"{part.url} is remote but no shard cache is configured")
+        samples = _iter_cached_tar(part.url, cache)
+    else:
+        samples = (to_sample(d) for d in iter_tar(part.url))
+    for i, sample in enumerate(samples):
+        if i % stride == offset:
+            yield sample
+
+
+def _iter_cached_tar(url: str, cache: ShardCache) -> Iterator[Sample]:
+    with cache.open(url) as path:
+        for d in iter_tar(path):
+            d["__url__"] = url
+            yield to_sample(d)
+
+
+def first_meta(part: Part, cache: ShardCache | None) -> dict:
+    """Metadata of the first sample of ``part`` (to learn whether views are lazy)."""
+    for sample in iter_part(part, cache):
+        return sample.meta
+    return {}
+
+
+# -- pixels -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Augment:
+    """What a worker does to pixels. Pure data: pickled into each worker.
+
+    ``short_side``: stored images (not views) are resized so their shorter side is this, then
+    cropped to ``img_size`` (random position in training, center in validation). Views are
+    resized so their shorter side is ``img_size``. ``jitter`` (a
+    :class:`dataprep.ops.color.ColorJitter`) and ``lighting`` (a
+    :class:`dataprep.ops.color.PCALighting`) run after the crop and flip, in that order.
+    """
+
+    img_size: int = 224
+    short_side: int = 256
+    hflip: bool = True
+    jitter: Any = None
+    lighting: Any = None
+
+
+def _fit(img: Image.Image, short_side: int) -> Image.Image:
+    return resize_short_side(img, short_side, upscale=True) if min(img.size) != short_side else img
+
+
+def train_pixels(img: Image.Image, is_view: bool, aug: Augment,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Random ``img_size`` crop, optional flip and color ops; returns HWC uint8.
+
+    Draws from ``rng`` in a fixed order: crop x, crop y, flip, then the color ops' own draws.
+    """
+    img = _fit(img, aug.img_size if is_view else aug.short_side)
+    c = aug.img_size
+    x = int(rng.integers(0, img.width - c + 1))
+    y = int(rng.integers(0, img.height - c + 1))
+    img = img.crop((x, y, x + c, y + c))
+    if aug.hflip and rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if aug.jitter is not None:
+        img = aug.jitter(img, rng)
+    arr = np.asarray(img, dtype=np.uint8)
+    if aug.lighting is not None:
+        arr = aug.lighting(arr, rng)
+    return arr
+
+
+def eval_pixels(img: Image.Image, is_view: bool, aug: Augment) -> np.ndarray:
+    img = _fit(img, aug.img_size if is_view else aug.short_side)
+    return np.asarray(center_crop(img, aug.img_size), dtype=np.uint8)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+              channels_last: bool = False) -> torch.Tensor:
+    """uint8 NCHW on the device -> float ``(x / 255 - mean) / std``; mean, std: (1, 3, 1, 1)."""
+    x = x.float().div_(255.0).sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else
+                        torch.contiguous_format)
+
+
+# -- the stream ---------------------------------------------------------------------------------
+
+
+def shuffle_buffer(items: Iterable, size: int, rng: np.random.Generator) -> Iterator:
+    """Yield ``items`` in an order shuffled within a window of ``size`` (webdataset's shuffle)."""
+    if size <= 1:
+        yield from items
+        return
+    buf: list = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = int(rng.integers(len(buf)))
+        buf[j], item = item, buf[j]
+        yield item
+    rng.shuffle(buf)  # type: ignore[arg-type]
+    yield from buf
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Batches of ``(uint8 images NCHW, int64 labels)`` for one rank; see the module docstring.
+
+    ``train=True``: shuffled, augmented, exactly ``batches`` batches of ``batch_size`` per epoch.
+    ``train=False``: every sample (and view) once, center crops, the last batch may be short.
+    ``lazy_views``: ``"expand"`` turns a lazily stored sample into all its views; ``"one"``
+    draws one view per sample per epoch (training only).
+    """
+
+    def __init__(self, parts: list[Part], *, train: bool, batch_size: int, aug: Augment,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, batches: int | None = None,
+                 shuffle_buffer: int = 1000, lazy_views: str = "expand",
+                 cache: ShardCache | None = None) -> None:
+        super().__init__()
+        if train and batches is None:
+            raise ValueError("a training stream needs its number of batches per epoch")
+        self.parts = parts
+        self.train = train
+        self.batch_size = batch_size
+        self.aug = aug
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.batches = batches
+        self.buffer = shuffle_buffer
+        self.lazy_views = lazy_views
+        self.cache = cache
+        self.epoch = 0
+        self.skipped = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _worker(self) -> tuple[int, int]:
+        info = torch.utils.data.get_worker_info()
+        return (info.id, info.num_workers) if info is not None else (0, 1)
+
+    def _my_parts(self, g: int, num_global: int) -> list[tuple[Part, Assignment]]:
+        order = list(range(len(self.parts)))
+        if self.train:
+            order = list(sample_rng(self.seed, "parts", 0, self.epoch).permutation(order))
+        plan = plan_parts(len(order), num_global)[g]
+        return [(self.parts[order[a.part]], a) for a in plan]
+
+    def _views(self, samples: Iterable[Sample], rng: np.random.Generator,
+               ) -> Iterator[tuple[Sample, int | None]]:
+        """(sample, lazy view index or None) for every item to decode."""
+        for sample in samples:
+            n = view_count(sample.meta)
+            if n == 1:
+                yield sample, None
+            elif self.train and self.lazy_views == "one":
+                yield sample, int(rng.integers(n))
+            else:
+                for v in range(n):
+                    yield sample, v
+
+    def _cycled(self, mine: list[tuple[Part, Assignment]], w: int) -> Iterator[tuple]:
+        """Training: the worker's samples over and over, each pass in a new part order."""
+        cycle = 0
+        while True:
+            rng = sample_rng(self.seed, f"cycle-{self.rank}-{w}", cycle, self.epoch)
+            count = 0
+            for k in rng.permutation(len(mine)) if cycle else range(len(mine)):
+                part, a = mine[int(k)]
+                samples = iter_part(part, self.cache, a.stride, a.offset)
+                for sample, view in self._views(samples, rng):
+                    count += 1
+                    yield sample, view, cycle
+            if count == 0:
+                raise ShardError(f"rank {self.rank} worker {w} was dealt parts with no samples")
+            cycle += 1
+
+    def _pixels(self, sample: Sample, view: int | None, cycle: int) -> np.ndarray | None:
+        try:
+            img = open_image(sample.image)
+            if view is not None:
+                img = view_image(img, sample.meta["views"], view)
+        except (ImageError, ValueError, KeyError) as exc:
+            self.skipped += 1
+            if self.skipped <= 5:
+                log.warning("skipping sample %s: %s", sample.key, exc)
+            return None
+        is_view = view is not None or "view" in sample.meta
+        if not self.train:
+            return eval_pixels(img, is_view, self.aug)
+        vkey = sample.key if cycle == 0 else f"{sample.key}#{cycle}"
+        rng = sample_rng(self.seed, vkey, view or 0, self.epoch)
+        return train_pixels(img, is_view, self.aug, rng)
+
+    def _batches(self, items: Iterable[tuple], limit: int | None,
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images: list[np.ndarray] = []
+        labels: list[int] = []
+        made = 0
+        for sample, view, cycle in items:
+            if limit is not None and made >= limit:
+                return
+            arr = self._pixels(sample, view, cycle)
+            if arr is None:
+                continue
+            if sample.cls < 0:
+                raise ShardError(f"sample {sample.key} has no label (.cls or json label)")
+            images.append(arr)
+            labels.append(sample.cls)
+            if len(images) == self.batch_size:
+                yield _collate(images, labels)
+                made += 1
+                images, labels = [], []
+        if images and not self.train:
+            yield _collate(images, labels)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        w, num_workers = self._worker()
+        g, num_global = self.rank * num_workers + w, self.world_size * num_workers
+        if torch.utils.data.get_worker_info() is not None:
+            torch.set_num_threads(1)  # workers decode with PIL; torch threads would oversubscribe
+        mine = self._my_parts(g, num_global)
+        if not self.train:
+            rng = sample_rng(self.seed, "eval", g, 0)
+            items = ((sample, view, 0) for part, a in mine
+                     for sample, view in self._views(iter_part(part, self.cache, a.stride,
+                                                               a.offset), rng))
+            yield from self._batches(items, None)
+            return
+        assert self.batches is not None
+        quota = self.batches // num_workers + (w < self.batches % num_workers)
+        if quota == 0:
+            return
+        rng = sample_rng(self.seed, f"buffer-{g}", 0, self.epoch)
+        items = shuffle_buffer(self._cycled(mine, w), self.buffer, rng)
+        try:
+            yield from self._batches(items, quota)
+        finally:
+            items.close()  # unpins the cached shard being read now, not at garbage collection
+
+
+def _collate(images: list[np.ndarray], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    # NHWC in memory, NCHW in shape: exactly the channels-last layout, no copy
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    return x, torch.tensor(labels, dtype=torch.int64)
+
+
+def make_loader(stream: ShardStream, workers: int, pin_memory: bool = False,
+                ) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``stream`` (batches are made in the stream: ``batch_size=None``)."""
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
+                                       pin_memory=pin_memory)

@@ -1,0 +1,577 @@
+"""The training loop: ``train(config) -> TrainResult``.
+
+Per epoch: pick the stage (head only while ``epoch < freeze_epochs``, then everything), stream
+exactly ``batches`` batches per rank, step the optimizer every ``accum_steps`` micro-batches with
+the learning rate of :func:`lr_factor`, evaluate on the validation shards, reduce the sums over
+ranks, then (rank 0) write ``metrics.jsonl``, ``curves.png``, ``last.pt`` and, on a better
+validation top-1, ``best.pt``. Randomness is reseeded from ``(seed, epoch)`` at each epoch, so a
+run resumed from ``last.pt`` continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dataprep.errors import UsageError
+from dataprep.ops.rng import stable_rank
+from dataprep.train.cache import ShardCache
+from dataprep.train.checkpoint import load_checkpoint, save_checkpoint
+from dataprep.train.config import TrainConfig
+from dataprep.train.data import (
+    Augment,
+    ShardStream,
+    batches_per_epoch,
+    first_meta,
+    make_loader,
+    normalize,
+    view_count,
+)
+from dataprep.train.models import BuiltModel, build_model, set_backbone_trainable, split_params
+from dataprep.train.sources import Source, has_split, resolve_source
+
+log = logging.getLogger("dataprep.train")
+
+CHANCE_EPOCHS = 2  # validation at chance this many epochs in a row -> warn
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+@dataclass
+class TrainResult:
+    out: str
+    epochs_run: int
+    best_top1: float | None
+    best_epoch: int | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = "completed"  # completed | early_stop | diverged
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based).
+
+    Warmup ramps linearly over ``warmup_epochs``; then ``step`` decays by ``gamma`` every
+    ``step_size`` epochs, ``multistep`` at each milestone epoch, ``cosine`` follows half a cosine
+    from 1 to 0 over the remaining steps of ``epochs``; ``constant`` stays at 1.
+    """
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return (step + 1) / warmup
+    epoch = step / steps_per_epoch
+    if cfg.schedule == "step":
+        return cfg.gamma ** int(epoch // cfg.step_size)
+    if cfg.schedule == "multistep":
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        total = max(cfg.epochs * steps_per_epoch - warmup, 1)
+        progress = min((step - warmup) / total, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+OPTIMIZERS = {
+    "sgd": lambda groups, c: torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum,
+                                             weight_decay=c.weight_decay),
+    "adam": lambda groups, c: torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay),
+    "adamw": lambda groups, c: torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay),
+    "adagrad": lambda groups, c: torch.optim.Adagrad(groups, lr=c.lr,
+                                                     weight_decay=c.weight_decay),
+    "rmsprop": lambda groups, c: torch.optim.RMSprop(groups, lr=c.lr, momentum=c.momentum,
+                                                     weight_decay=c.weight_decay),
+}
+
+
+def build_optimizer(cfg: TrainConfig, built: BuiltModel) -> torch.optim.Optimizer:
+    """Two parameter groups: backbone at ``lr``, head at ``lr * head_lr_mult``."""
+    backbone, head = split_params(built.model, built.head)
+    groups = [{"params": backbone, "lr_mult": 1.0}, {"params": head, "lr_mult": cfg.head_lr_mult}]
+    return OPTIMIZERS[cfg.optimizer]([g for g in groups if g["params"]], cfg)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = base * factor * group["lr_mult"]
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
+    k = min(k, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    return int((top == labels[:, None]).any(dim=1).sum())
+
+
+# -- setup --------------------------------------------------------------------------------------
+
+
+def setup_distributed(device_kind: str) -> Dist:
+    """Join the process group ``torchrun`` describes in the environment (gloo on CPU, nccl on
+    CUDA); a plain run is a world of one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return d
+
+
+def resolve_device(cfg: TrainConfig, d: Dist) -> torch.device:
+    kind = cfg.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
+        torch.cuda.set_device(d.local_rank)
+        return torch.device("cuda", d.local_rank)
+    return torch.device("cpu")
+
+
+def resolve_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 where the device has it, fp16 (with a grad scaler) on older GPUs, none on CPU."""
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16
+    if cfg.amp == "bf16" or device.type != "cuda" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return stable_rank(seed, f"epoch-{epoch}") % (2**63)
+
+
+def make_augment(cfg: TrainConfig) -> Augment:
+    """Pixel work of the training workers, with the color ops of :mod:`dataprep.ops.color`."""
+    jitter = lighting = None
+    if cfg.color_jitter is not None and any(cfg.color_jitter):
+        from dataprep.ops.color import ColorJitter
+
+        jitter = ColorJitter(*cfg.color_jitter)
+    if cfg.pca_lighting > 0:
+        from dataprep.ops.color import PCALighting
+
+        if cfg.pca_stats:
+            try:
+                stats = json.loads(Path(cfg.pca_stats).read_text())
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"--pca-stats {cfg.pca_stats}: cannot read it ({exc})") from exc
+            lighting = PCALighting.from_stats(stats, sigma=cfg.pca_lighting)
+        else:
+            lighting = PCALighting(sigma=cfg.pca_lighting)
+    return Augment(cfg.img_size, cfg.crop_short_side, cfg.hflip, jitter, lighting)
+
+
+def _resolve_val(cfg: TrainConfig) -> Source | None:
+    if cfg.val:
+        return resolve_source(cfg.val, cfg.val_split)
+    if has_split(cfg.data, cfg.val_split):
+        return resolve_source(cfg.data, cfg.val_split)
+    return None
+
+
+def _prepare_run_dir(cfg: TrainConfig, d: Dist) -> Path:
+    out = Path(cfg.out)
+    has_run = (out / "last.pt").exists() or (out / "metrics.jsonl").exists()
+    if has_run and not (cfg.resume or cfg.overwrite):
+        raise UsageError(f"{out} already holds a run (last.pt / metrics.jsonl); pass --resume "
+                         "to continue it, --overwrite to start afresh, or another -o")
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.overwrite:
+            for name in ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "config.json"):
+                (out / name).unlink(missing_ok=True)
+    return out
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+class Trainer:
+    """State of one run; :meth:`run` is the loop. Built by :func:`train`."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto"
+                                                  and torch.cuda.is_available()) else "cpu"
+        self.dist = setup_distributed(kind)
+        self.device = resolve_device(cfg, self.dist)
+        self.amp = resolve_amp(cfg, self.device)
+        self.out = _prepare_run_dir(cfg, self.dist)
+        self._setup_data()
+        self._setup_model()
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.step = 0
+        self.best_top1: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.chance_epochs = 0
+        if cfg.resume:
+            self._resume()
+        if self.dist.main:
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    # setup ----------------------------------------------------------------------------------
+
+    def _setup_data(self) -> None:
+        cfg, d = self.cfg, self.dist
+        train = resolve_source(cfg.data, cfg.train_split)
+        val = _resolve_val(cfg)
+        cache = None
+        if train.remote or (val is not None and val.remote):
+            cache = ShardCache(cfg.cache_dir or str(self.out / "shard-cache"), cfg.cache_size)
+        views = view_count(first_meta(train.parts[0], cache))
+        per_sample = views if cfg.lazy_views == "expand" else 1
+        if cfg.steps_per_epoch:
+            batches = cfg.steps_per_epoch
+        elif train.num_samples is None:
+            raise UsageError(f"{cfg.data}: the number of samples is unknown (no _info.json "
+                             "beside the shards); pass --steps-per-epoch")
+        else:
+            batches = batches_per_epoch(train.num_samples * per_sample, d.world_size,
+                                        cfg.batch_size)
+        classes = cfg.classes or train.classes or (val.classes if val else [])
+        num_classes = cfg.num_classes or len(classes)
+        if not num_classes:
+            raise UsageError(f"{cfg.data} does not name its classes (no dataprep.json or LMDB "
+                             "class list); pass --num-classes")
+        if classes and len(classes) != num_classes:
+            log.warning("--num-classes %d differs from the %d classes the shards name",
+                        num_classes, len(classes))
+        cfg.num_classes, cfg.classes = num_classes, list(classes)
+        aug = make_augment(cfg)
+        common = dict(batch_size=cfg.batch_size, aug=aug, seed=cfg.seed, rank=d.rank,
+                      world_size=d.world_size, cache=cache)
+        self.batches = batches
+        self.train_stream = ShardStream(train.parts, train=True, batches=batches,
+                                        shuffle_buffer=cfg.shuffle_buffer,
+                                        lazy_views=cfg.lazy_views, **common)
+        self.val_stream = (ShardStream(val.parts, train=False, **common) if val else None)
+        self.optimizer_steps = math.ceil(batches / cfg.accum_steps)
+        cfg.resolved.update(
+            world_size=d.world_size, device=str(self.device),
+            amp=str(self.amp).removeprefix("torch.") if self.amp else "off",
+            batches_per_epoch=batches, optimizer_steps_per_epoch=self.optimizer_steps,
+            train_samples=train.num_samples, val_samples=val.num_samples if val else None,
+            views_per_sample=views, torch=torch.__version__,
+            effective_batch=cfg.batch_size * d.world_size * cfg.accum_steps,
+            cache_dir=cache.cache_dir if cache else None,
+        )
+        if val is None:
+            log.warning("no validation shards (--val, or a %r split beside DATA): best.pt, "
+                        "early stopping and the chance warning need them", cfg.val_split)
+
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # same initial head on every rank and every run
+        assert cfg.num_classes is not None
+        self.built = build_model(cfg.model, cfg.num_classes, weights=cfg.weights,
+                                 pretrained=cfg.pretrained)
+        model = self.built.model.to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = build_optimizer(cfg, self.built)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp == torch.float16)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.mean = torch.tensor(cfg.mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg.std, device=self.device).view(1, 3, 1, 1)
+        self.stage: str | None = None
+        self.wrapped: nn.Module = model
+        cfg.resolved.update(head=self.built.head, model_source=self.built.source,
+                            parameters=sum(p.numel() for p in model.parameters()))
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.out / "last.pt")
+        saved = TrainConfig.from_dict(state["config"])
+        changed = self.cfg.differences(saved)
+        fatal = [k for k in changed if k in ("model", "num_classes", "classes", "img_size")]
+        if fatal:
+            raise UsageError(f"--resume: {', '.join(fatal)} differ from {self.out}/last.pt; "
+                             "these change the model; start a new run with another -o")
+        if changed:
+            log.warning("--resume: %s differ from the checkpoint; continuing with the new "
+                        "values", ", ".join(changed))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
+        self.bad_epochs, self.chance_epochs = state["bad_epochs"], state["chance_epochs"]
+        self.history = list(state["history"])
+        log.info("resuming %s after epoch %d", self.out, self.epoch)
+
+    def _set_stage(self, epoch: int) -> None:
+        """Freeze or unfreeze the backbone; (re)wrap in DDP, which records what needs grads."""
+        stage = "head" if epoch < self.cfg.freeze_epochs else "all"
+        if stage == self.stage:
+            return
+        self.stage = stage
+        set_backbone_trainable(self.model, self.built.head, stage == "all")
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DDP(self.model, device_ids=ids)
+        if epoch > 0 or stage == "head":
+            log.info("epoch %d: training %s", epoch + 1,
+                     "the head only" if stage == "head" else "every layer")
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.stage == "head":
+            # a frozen backbone keeps its normalization statistics (inference mode BN)
+            head = self.built.head + "."
+            for name, m in self.model.named_modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith(head):
+                    m.eval()
+
+    # steps ----------------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if int(y.max()) >= (self.cfg.num_classes or 0) or int(y.min()) < 0:
+            raise UsageError(f"label {int(y.max())} in the shards is outside 0.."
+                             f"{self.cfg.num_classes - 1} (--num-classes {self.cfg.num_classes})")
+        x = x.to(self.device, non_blocking=True)
+        return (normalize(x, self.mean, self.std, self.cfg.channels_last),
+                y.to(self.device, non_blocking=True))
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg = self.cfg
+        self._train_mode()
+        self.train_stream.set_epoch(epoch)
+        loader = make_loader(self.train_stream, cfg.workers, self.device.type == "cuda")
+        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, samples, non-finite
+        bar = _progress(self.batches, f"epoch {epoch + 1}/{cfg.epochs}",
+                        cfg.progress and self.dist.main)
+        start, batches = time.perf_counter(), 0
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (x, y) in enumerate(loader):
+            x, y = self._inputs(x, y)
+            group_start = i // cfg.accum_steps * cfg.accum_steps
+            group_len = min(cfg.accum_steps, self.batches - group_start)
+            last = i - group_start == group_len - 1
+            sync = contextlib.nullcontext()
+            if self.dist.active and not last:
+                sync = self.wrapped.no_sync()  # type: ignore[operator]
+            with sync:
+                with self._autocast():
+                    logits = self.wrapped(x)
+                    loss = self.criterion(logits.float(), y)
+                self.scaler.scale(loss / group_len).backward()
+            if last:
+                set_lr(self.optimizer, cfg.lr, lr_factor(cfg, self.step, self.optimizer_steps))
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+            batches += 1
+            loss_value = float(loss.detach())
+            finite = math.isfinite(loss_value)
+            totals += torch.tensor([loss_value * len(y) if finite else 0.0,
+                                    topk_correct(logits.detach(), y, 1), len(y), not finite],
+                                   dtype=torch.float64)
+            if bar is not None:
+                bar.update(1)
+                if i % 5 == 0 or i + 1 == self.batches:
+                    seen = totals[2].item()
+                    bar.set_postfix(loss=f"{totals[0].item() / max(seen, 1):.4f}",
+                                    img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - start
+        per_rank = self._gather(batches)
+        self._reduce(totals)
+        n = max(totals[2].item(), 1)
+        return {"train_loss": totals[0].item() / n, "train_top1": totals[1].item() / n,
+                "train_samples": int(totals[2].item()), "nonfinite_batches": int(totals[3]),
+                "images_per_s": totals[2].item() / seconds, "train_seconds": seconds,
+                "batches_per_rank": per_rank,
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, Any]:
+        if self.val_stream is None:
+            return {}
+        self.model.eval()  # the bare module: no DDP collectives, ranks may differ in batches
+        num_classes = self.cfg.num_classes or 0
+        totals = torch.zeros(4 + num_classes, dtype=torch.float64)
+        start = time.perf_counter()
+        for x, y in make_loader(self.val_stream, self.cfg.workers,
+                                self.device.type == "cuda"):
+            x, y = self._inputs(x, y)
+            with self._autocast():
+                logits = self.model(x).float()
+            loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+            totals[0] += float(loss)
+            totals[1] += topk_correct(logits, y, 1)
+            totals[2] += topk_correct(logits, y, 5)
+            totals[3] += len(y)
+            totals[4:] += torch.bincount(y.cpu(), minlength=num_classes).double()
+        self._reduce(totals)
+        n = max(totals[3].item(), 1)
+        return {"val_loss": totals[0].item() / n, "val_top1": totals[1].item() / n,
+                "val_top5": totals[2].item() / n, "val_samples": int(totals[3].item()),
+                "val_seconds": time.perf_counter() - start,
+                "chance": totals[4:].max().item() / n if num_classes else 0.0}
+
+    def _reduce(self, t: torch.Tensor) -> None:
+        if self.dist.active:
+            buf = t.to(self.device)
+            dist.all_reduce(buf)
+            t.copy_(buf.cpu())
+
+    def _gather(self, value: int) -> list[int]:
+        if not self.dist.active:
+            return [value]
+        t = torch.tensor([value], device=self.device)
+        out = [torch.zeros_like(t) for _ in range(self.dist.world_size)]
+        dist.all_gather(out, t)
+        return [int(o.item()) for o in out]
+
+    # bookkeeping ----------------------------------------------------------------------------
+
+    def _judge(self, m: dict[str, Any]) -> str | None:
+        """Update best / patience / warnings from epoch metrics; return a reason to stop."""
+        if m["nonfinite_batches"]:
+            log.warning("loss is NaN or infinite in %d batch(es) of epoch %d: learning rate too "
+                        "high? try --lr %g; stopping", m["nonfinite_batches"], m["epoch"],
+                        self.cfg.lr / 10)
+            return "diverged"
+        if "val_top1" not in m:
+            return None
+        top1 = m["val_top1"]
+        if self.best_top1 is None or top1 > self.best_top1:
+            self.best_top1, self.best_epoch, self.bad_epochs = top1, m["epoch"], 0
+            m["best"] = True
+        else:
+            self.bad_epochs += 1
+        if top1 <= m["chance"] + 0.01 and (self.cfg.num_classes or 0) > 1:
+            self.chance_epochs += 1
+            if self.chance_epochs == CHANCE_EPOCHS:
+                log.warning("validation top-1 %.3f has stayed at chance (%.3f, the largest "
+                            "class) for %d epochs: learning rate too high? try --lr %g",
+                            top1, m["chance"], CHANCE_EPOCHS, self.cfg.lr / 10)
+        else:
+            self.chance_epochs = 0
+        if self.cfg.early_stop and self.bad_epochs >= self.cfg.early_stop:
+            log.info("early stop: no better val top-1 for %d epochs (best %.4f at epoch %d)",
+                     self.bad_epochs, self.best_top1, self.best_epoch)
+            return "early_stop"
+        return None
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step,
+                "best_top1": self.best_top1, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "chance_epochs": self.chance_epochs,
+                "history": self.history, "config": self.cfg.to_dict(),
+                "classes": self.cfg.classes}
+
+    def _write(self, m: dict[str, Any]) -> None:
+        from dataprep.train.plots import plot_curves
+
+        lines = "".join(json.dumps(h) + "\n" for h in self.history)
+        tmp = self.out / ".metrics.jsonl.tmp"
+        tmp.write_text(lines)
+        os.replace(tmp, self.out / "metrics.jsonl")
+        state = self._checkpoint_state()
+        save_checkpoint(self.out / "last.pt", state)
+        if m.get("best"):
+            save_checkpoint(self.out / "best.pt", state)
+        plot_curves(self.history, self.out / "curves.png", freeze_epochs=self.cfg.freeze_epochs)
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        stopped = "completed"
+        if self.history and self.history[-1].get("stopped") in ("early_stop", "diverged"):
+            stopped = self.history[-1]["stopped"]
+        while self.epoch < cfg.epochs and stopped == "completed":
+            epoch = self.epoch
+            torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout etc.: resumable
+            self._set_stage(epoch)
+            t0 = time.perf_counter()
+            m: dict[str, Any] = {"epoch": epoch + 1, "stage": self.stage}
+            m.update(self._train_epoch(epoch))
+            m.update(self._evaluate())
+            m["seconds"] = time.perf_counter() - t0
+            self.epoch = epoch + 1
+            reason = self._judge(m)
+            if reason:
+                m["stopped"] = stopped = reason
+            self.history.append(m)
+            if self.dist.main:
+                self._write(m)
+                log.info(_epoch_line(m))
+            if self.dist.active:
+                dist.barrier()
+        return TrainResult(str(self.out), self.epoch, self.best_top1, self.best_epoch,
+                           self.history, stopped)
+
+    def close(self) -> None:
+        if self.dist.active and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
+
+
+def _epoch_line(m: dict[str, Any]) -> str:
+    parts = [f"epoch {m['epoch']}", f"train loss {m['train_loss']:.4f}",
+             f"top-1 {m['train_top1']:.3f}"]
+    if "val_top1" in m:
+        parts += [f"val loss {m['val_loss']:.4f}", f"top-1 {m['val_top1']:.3f}",
+                  f"top-5 {m['val_top5']:.3f}"]
+    parts += [f"lr {m['lr']:.3g}", f"{m['images_per_s']:.0f} img/s", f"{m['seconds']:.1f}s"]
+    return " | ".join(parts)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train as ``cfg`` says; see the module docstring. Raises :class:`UsageError` for bad
+    configurations or data, before any epoch starts where it can."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
