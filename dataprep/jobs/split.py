@@ -104,9 +104,14 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
             cut = {"train": [], "val": [], "test": []}
             targets = {"train": n_train, "val": n_val, "test": n_test}
             filled = dict.fromkeys(targets, 0)
-            for g in ranked:
+            for i, g in enumerate(ranked):
                 name = next((s for s in ("train", "val", "test") if filled[s] < targets[s]),
                             "train")
+                # a big early group must not starve a later split: when the splits still
+                # without a group need every remaining group, this one goes to the first of them
+                starved = [s for s in ("train", "val", "test") if targets[s] and not cut[s]]
+                if cut[name] and starved and len(starved) >= len(ranked) - i:
+                    name = starved[0]
                 cut[name].append(g)
                 filled[name] += len(groups[g])
         for name, gs in cut.items():
