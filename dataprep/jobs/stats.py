@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from dataprep.errors import ImageError, UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
@@ -30,7 +30,7 @@ from dataprep.ops.stats import (
 )
 from dataprep.records import Record, Sample
 
-Item = Union[Record, Sample, str, os.PathLike, bytes]
+Item = Record | Sample | str | os.PathLike | bytes
 ON_ERROR = ("skip", "raise")
 
 
@@ -137,8 +137,9 @@ def compute_stats(
     ``records_or_paths``: records (their ``data`` bytes when set, else their ``path``), samples,
     image paths or encoded bytes; or one source location (folder, list, manifest, WebDataset,
     LMDB) which is scanned. ``jobs``: worker processes (``None``/0 = all cores, negative
-    counts back from all cores as in joblib); the result does not depend on it. ``short_side``: resize each image first
-    (no upscaling; JPEG draft decode unless ``exact``). Unusable images are skipped
+    counts back from all cores as in joblib); the result does not depend on it.
+    ``short_side``: resize each image first (no upscaling; JPEG draft decode unless
+    ``exact``). Unusable images are skipped
     (``on_error="skip"``) or raise :class:`ImageError` (``"raise"``).
 
     Returns the ``stats.json`` keys (``mean``, ``std``, ``eigval``, ``eigvec``, ``cov``,

@@ -12,9 +12,9 @@ byte-identical ``stats.json``.
 :func:`finalize_stats` turns the sums into numbers for pixels scaled to [0, 1]:
 
 * ``mean``: ``S1 / n / 255``.
-* ``cov``: the **population** covariance (divide by ``n``, ``ddof=0``, as ``np.cov(..., bias=True)``),
-  computed as ``(n * S2 - S1 S1^T) / (n^2 * 255^2)`` in exact integer arithmetic before one
-  rounding to float64, so there is no catastrophic cancellation.
+* ``cov``: the **population** covariance (divide by ``n``, ``ddof=0``, as
+  ``np.cov(x, rowvar=False, bias=True)``), computed as ``(n * S2 - S1 S1^T) / (n^2 * 255^2)``
+  in exact integer arithmetic before one rounding to float64: no catastrophic cancellation.
 * ``std``: ``sqrt(diag(cov))`` (population standard deviation, as ``np.std``).
 * ``eigval``/``eigvec``: ``np.linalg.eigh(cov)``, eigenvalues in descending order, eigenvectors
   as the **columns** of ``eigvec`` (RGB rows), each column's sign fixed so that its component
@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from dataprep.errors import UsageError
+from dataprep.ops.color import rgb_array
 
 # Pixels per BLAS call: bounds the float64 working copy to 24 MiB whatever the image size.
 CHUNK_PIXELS = 1 << 20
@@ -67,41 +68,18 @@ class PixelSums:
         """Exact sum of two partial results (a new object; neither input changes)."""
         return PixelSums(
             count=self.count + other.count,
-            sum=[a + b for a, b in zip(self.sum, other.sum)],
-            sum_sq=[[a + b for a, b in zip(ra, rb)] for ra, rb in zip(self.sum_sq, other.sum_sq)],
+            sum=[a + b for a, b in zip(self.sum, other.sum, strict=True)],
+            sum_sq=[[a + b for a, b in zip(ra, rb, strict=True)]
+                    for ra, rb in zip(self.sum_sq, other.sum_sq, strict=True)],
             num_images=self.num_images + other.num_images,
         )
 
     __add__ = merge
 
 
-def as_rgb_array(img: Image.Image | np.ndarray, what: str = "image") -> np.ndarray:
-    """The pixels of an RGB PIL image or a ``uint8`` array of shape (H, W, 3), as that array.
-
-    Raises :class:`UsageError` for any other mode, dtype or shape.
-    """
-    if isinstance(img, Image.Image):
-        if img.mode != "RGB":
-            raise UsageError(
-                f"{what} has mode {img.mode!r}; expected an 'RGB' image. "
-                "Convert it first (dataprep.io.decode.open_image returns RGB)"
-            )
-        return np.asarray(img)
-    if isinstance(img, np.ndarray):
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise UsageError(
-                f"{what} is an array of dtype {img.dtype} and shape {img.shape}; "
-                "expected dtype uint8 and shape (height, width, 3) with RGB channels"
-            )
-        return img
-    raise UsageError(
-        f"{what} is a {type(img).__name__}; expected a PIL RGB image or a uint8 (H, W, 3) array"
-    )
-
-
 def pixel_sums(img: Image.Image | np.ndarray) -> PixelSums:
     """Exact :class:`PixelSums` of one RGB image (PIL 'RGB' or uint8 (H, W, 3) array)."""
-    pixels = as_rgb_array(img).reshape(-1, 3)
+    pixels = rgb_array(img, "pixel_sums").reshape(-1, 3)
     total = PixelSums(num_images=1)
     for start in range(0, len(pixels), CHUNK_PIXELS):
         chunk = pixels[start:start + CHUNK_PIXELS].astype(np.float64)
