@@ -55,7 +55,14 @@ def _recipe_callback(ctx: click.Context, param: click.Parameter, value: str | No
 
 def common_options(f: Callable) -> Callable:
     """--recipe, --jobs, --seed, --on-error, --overwrite: accepted by every writing verb."""
-    f = click.option("--overwrite", is_flag=True, help="Replace earlier output of the same split.")(f)
+    f = click.option("--overwrite", is_flag=True,
+                     help="Replace earlier output of the same split (default: a rerun of the "
+                          "same command resumes or skips; another command is refused).")(f)
+    f = click.option("--dry-run", is_flag=True,
+                     help="Estimate the output size and print the plan; write nothing.")(f)
+    f = click.option("--max-disk", type=SizeType(), default=None,
+                     help="Refuse to start when the estimated output exceeds this (e.g. 50GB); "
+                          "free space is always checked.")(f)
     f = click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip",
                      show_default=True,
                      help="skip: unreadable images are counted and listed in errors.jsonl; "
@@ -185,7 +192,7 @@ def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, root, seed
 @reports_errors
 def resize_cmd(src, out, short_side, upscale, format, max_count, max_bytes, root, split,
                interpolation, exact, image_format, quality, max_pixels, jobs, seed, on_error,
-               overwrite):
+               overwrite, dry_run, max_disk):
     """Resize every image of SRC so its shorter side is --short-side."""
     from dataprep.jobs.tencrop import resize
 
@@ -193,7 +200,7 @@ def resize_cmd(src, out, short_side, upscale, format, max_count, max_bytes, root
                        exact=exact, upscale=upscale, image_format=image_format, quality=quality,
                        max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
                        jobs=jobs, on_error=on_error, overwrite=overwrite, split=split,
-                       root=root))
+                       root=root, max_disk=max_disk, dry_run=dry_run, log=click.echo))
 
 
 @cli.command("tencrop")
@@ -219,7 +226,7 @@ def resize_cmd(src, out, short_side, upscale, format, max_count, max_bytes, root
 @reports_errors
 def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, max_count,
                 max_bytes, root, split, interpolation, exact, image_format, quality, max_pixels,
-                jobs, seed, on_error, overwrite):
+                jobs, seed, on_error, overwrite, dry_run, max_disk):
     """Resize, then cut ten views: four corners and center, and the same of the mirror image.
 
     The order is torchvision's TenCrop: top-left, top-right, bottom-left, bottom-right, center,
@@ -232,7 +239,7 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, 
                         upscale=upscale, image_format=image_format, quality=quality,
                         max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
                         jobs=jobs, on_error=on_error, overwrite=overwrite, split=split,
-                        root=root))
+                        root=root, max_disk=max_disk, dry_run=dry_run, log=click.echo))
 
 
 @cli.command("shard")
@@ -263,7 +270,8 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, 
 @common_options
 @reports_errors
 def shard_cmd(src, out, format, max_count, max_bytes, shuffle, reencode, expand_views,
-              image_format, quality, max_pixels, split, root, jobs, seed, on_error, overwrite):
+              image_format, quality, max_pixels, split, root, jobs, seed, on_error, overwrite,
+              dry_run, max_disk):
     """Pack any source into WebDataset tar shards or an LMDB, storing encoded images."""
     from dataprep.jobs.shard import shard
 
@@ -271,7 +279,8 @@ def shard_cmd(src, out, format, max_count, max_bytes, shuffle, reencode, expand_
                       shuffle=shuffle, seed=seed, reencode=reencode, expand_views=expand_views,
                       image_format=image_format,
                       quality=quality, max_pixels=max_pixels, jobs=jobs, on_error=on_error,
-                      overwrite=overwrite, split=split, root=root))
+                      overwrite=overwrite, split=split, root=root, max_disk=max_disk,
+                      dry_run=dry_run, log=click.echo))
 
 
 @cli.command("run")

@@ -26,6 +26,14 @@ class ShardError(DataprepError):
     """A shard is corrupt, hostile, or does not match its ledger."""
 
 
+class DiskFullError(DataprepError):
+    """The output's filesystem ran out of space (finished shards are kept for resuming)."""
+
+
+class DiskBudgetError(DataprepError):
+    """The estimated output does not fit the free space or ``--max-disk``; nothing was written."""
+
+
 class MissingDependency(DataprepError):
     """An optional dependency is not installed."""
 

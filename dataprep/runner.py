@@ -11,17 +11,19 @@ listed in ``errors.jsonl``, and raised only under ``on_error="raise"``. Code bug
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import ImageError
+from dataprep.errors import DiskFullError, ImageError
 from dataprep.io.writers import ShardInfo, Writer
 from dataprep.records import Record, Sample
 
@@ -72,18 +74,34 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)  # samples per split
     records: dict[str, int] = field(default_factory=dict)  # records in per split
     errors: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+    estimated_bytes: int | None = None
+    resumed: dict[str, int] = field(default_factory=dict)  # split -> records reused from a run
+    complete: list[str] = field(default_factory=list)  # splits already complete, left as they were
 
     @property
     def images_per_s(self) -> float:
         return self.records_in / self.seconds if self.seconds > 0 else 0.0
 
     def lines(self) -> list[str]:
+        if self.dry_run:
+            done = [f"  {s}: already complete; would be left as it is" for s in self.complete]
+            return [*done, "dry run: nothing was written"]
         out = [
             f"{self.command}: {self.records_in:,} records in -> {self.samples_out:,} samples out, "
             f"{self.skipped:,} skipped",
             f"  {human_bytes(self.bytes_written)} written in {self.seconds:.1f} s "
             f"({self.images_per_s:,.1f} images/s, {self.jobs} job{'s' if self.jobs != 1 else ''})",
         ]
+        stored = sum(s.bytes for shards in self.shards.values() for s in shards)
+        if self.estimated_bytes and stored:
+            err = (self.estimated_bytes - stored) / stored * 100
+            out.append(f"  estimated {human_bytes(self.estimated_bytes)} before writing; the "
+                       f"shards take {human_bytes(stored)} ({err:+.0f}%)")
+        for split, n in sorted(self.resumed.items()):
+            out.append(f"  {split}: resumed after {n:,} records from an interrupted run")
+        for split in self.complete:
+            out.append(f"  {split}: already complete (same command and inputs); left as it is")
         for split, n in sorted(self.counts.items()):
             shards = self.shards.get(split, [])
             where = f" in {len(shards)} shard{'s' if len(shards) != 1 else ''}" if shards else ""
@@ -143,11 +161,61 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
             yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
 
 
+class Journal:
+    """Checkpoints of one split's progress, ``.journal-{split}.jsonl`` in the output folder.
+
+    The first line holds the run's fingerprint; each further line is a checkpoint: the index of
+    the first record not yet durable (``next_record``), the writer's state, the split's counters
+    and the errors found since the previous checkpoint. Lines are fsynced; a torn last line
+    (a kill mid-write) is ignored.
+    """
+
+    def __init__(self, out_dir: str | Path, split: str) -> None:
+        self.path = Path(out_dir) / f".journal-{split}.jsonl"
+
+    def load(self) -> tuple[str | None, dict[str, Any] | None]:
+        """(fingerprint, merged last checkpoint) or (None, None) without a journal."""
+        if not self.path.exists():
+            return None, None
+        lines = []
+        for line in self.path.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # torn write: everything before it is valid
+        if not lines:
+            return None, None
+        fingerprint = lines[0].get("fingerprint")
+        if len(lines) == 1:
+            return fingerprint, None
+        last = dict(lines[-1])
+        last["errors"] = [e for entry in lines[1:] for e in entry.get("errors", [])]
+        return fingerprint, last
+
+    def start(self, fingerprint: str) -> None:
+        with open(self.path, "w") as f:
+            f.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def append(self, entry: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def execute(
     command: str,
     records: Iterable[Record],
     task: Task,
-    make_writer: Callable[[str], Writer],
+    make_writer: Callable[[str, dict | None], Writer],
     out_dir: str | Path,
     *,
     jobs: int | None = None,
@@ -155,47 +223,99 @@ def execute(
     total: int | None = None,
     default_split: str = "train",
     progress: bool | None = None,
+    resume: dict[str, dict[str, Any]] | None = None,
+    skip_splits: frozenset[str] = frozenset(),
+    journals: dict[str, Journal] | None = None,
 ) -> Report:
     """Run ``task`` over ``records`` and stream the samples into one writer per split.
 
-    On any exception every unfinished shard is removed before it propagates; finished shards
-    stay (they are whole) so a rerun can reuse them.
+    ``resume[split]`` is a journal checkpoint: records of that split before its
+    ``next_record`` are not processed again and its writer continues from the saved state.
+    Records of ``skip_splits`` (already complete) are not processed at all. With ``journals``,
+    each writer checkpoint is journaled. On any exception, unfinished shards are removed (an
+    LMDB's committed part is kept for resuming) before it propagates; finished shards stay.
+    Running out of disk space raises :class:`DiskFullError`.
     """
     from tqdm import tqdm
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    resume = resume or {}
     n_jobs = resolve_jobs(jobs)
     report = Report(command=command, out_dir=str(out_dir), jobs=n_jobs)
+    bytes_per_split: dict[str, int] = {}
+    new_errors: dict[str, list[dict[str, Any]]] = {}
+    for split, point in resume.items():
+        report.records[split] = point["records_in"]
+        report.counts[split] = point["samples_out"]
+        bytes_per_split[split] = point["bytes"]
+        report.errors += point["errors"]
+        report.resumed[split] = point["next_record"]
+    report.records_in = sum(report.records.values())
+    report.samples_out = sum(report.counts.values())
+    report.skipped = len(report.errors)
+    report.bytes_written = sum(bytes_per_split.values())
     writers: dict[str, Writer] = {}
+    indices: deque[int] = deque()
+
+    def todo() -> Iterator[Record]:
+        for index, record in enumerate(records):
+            split = record.split or default_split
+            if split in skip_splits or index < resume.get(split, {}).get("next_record", 0):
+                continue
+            indices.append(index)
+            yield record
+
+    remaining = None if total is None else total - sum(
+        p["next_record"] for p in resume.values())
     start = time.perf_counter()
-    bar = tqdm(total=total, unit="img", desc=command, disable=None if progress is None else not progress, file=sys.stderr, leave=False)
+    bar = tqdm(total=remaining, unit="img", desc=command, file=sys.stderr, leave=False,
+               disable=None if progress is None else not progress)
     try:
-        for record, samples, error in map_records(task, records, n_jobs, total):
-            report.records_in += 1
+        for record, samples, error in map_records(task, todo(), n_jobs, remaining):
+            index = indices.popleft()
             bar.update(1)
             split = record.split or default_split
-            report.records[split] = report.records.get(split, 0) + 1
             if error is not None:
                 if on_error == "raise":
                     raise ImageError(error)
+                entry = {"key": record.key, "path": record.path, "split": split, "reason": error}
+                report.errors.append(entry)
+                new_errors.setdefault(split, []).append(entry)
                 report.skipped += 1
-                report.errors.append({"key": record.key, "path": record.path, "split": split,
-                                      "reason": error})
-                continue
-            assert samples is not None
-            if split not in writers:
-                writers[split] = make_writer(split)
-            for sample in samples:
-                writers[split].write(sample)
-                report.bytes_written += sample.nbytes
-            report.samples_out += len(samples)
-            report.counts[split] = report.counts.get(split, 0) + len(samples)
+            else:
+                assert samples is not None
+                if split not in writers:
+                    writers[split] = make_writer(split, resume.get(split, {}).get("writer"))
+                if writers[split].write_group(samples) and journals and split in journals:
+                    journals[split].append({
+                        "next_record": index, "writer": writers[split].state(),
+                        "records_in": report.records.get(split, 0),
+                        "samples_out": report.counts.get(split, 0),
+                        "bytes": bytes_per_split.get(split, 0),
+                        "errors": new_errors.pop(split, []),
+                    })
+                nbytes = sum(s.nbytes for s in samples)
+                report.bytes_written += nbytes
+                bytes_per_split[split] = bytes_per_split.get(split, 0) + nbytes
+                report.samples_out += len(samples)
+                report.counts[split] = report.counts.get(split, 0) + len(samples)
+            report.records_in += 1
+            report.records[split] = report.records.get(split, 0) + 1
+        for split in resume:
+            if split not in writers:  # resumed with nothing left to add: finish what was there
+                writers[split] = make_writer(split, resume[split].get("writer"))
         for split, writer in writers.items():
             report.shards[split] = writer.close()
-    except BaseException:
+    except BaseException as exc:
         for writer in writers.values():
             writer.abort()
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            raise DiskFullError(
+                f"no space left while writing {out_dir} ({exc.strerror}); finished shards are "
+                "kept and the unfinished one removed: free some space (or choose another -o) "
+                "and run the same command again to resume"
+            ) from exc
         raise
     finally:
         bar.close()

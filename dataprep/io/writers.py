@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 from dataclasses import asdict, dataclass
@@ -46,8 +47,37 @@ def sample_json(sample: Sample) -> bytes:
     return json.dumps(sample.meta, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _padded(n: int) -> int:
+    return (n + 511) // 512 * 512
+
+
+def tar_sample_bytes(sample: Sample, meta: bytes) -> int:
+    """Bytes a sample takes in a (GNU) tar: a 512-byte header per member, data padded to 512,
+    and names over 100 bytes stored in an extra long-name member."""
+    total = 0
+    for ext, n in ((sample.ext, len(sample.image)), ("cls", len(str(sample.cls))),
+                   ("json", len(meta))):
+        name = len(f"{sample.key}.{ext}".encode())
+        if name > 100:
+            total += 512 + _padded(name + 1)
+        total += 512 + _padded(n)
+    return total
+
+
+def tar_file_bytes(member_bytes: int) -> int:
+    """Size of a tar file holding ``member_bytes`` of members: two zero blocks close it and
+    the whole is padded to tarfile's 10240-byte records."""
+    return (member_bytes + 1024 + tarfile.RECORDSIZE - 1) // tarfile.RECORDSIZE * tarfile.RECORDSIZE
+
+
 class Writer(Protocol):
+    """A sink. ``write_group`` takes the samples of one record (kept together in one shard) and
+    returns True when everything written *before* that group has become durable: a checkpoint
+    from which :meth:`state` lets a later run resume (see ``resume=`` of each writer)."""
+
+    def write_group(self, samples: list[Sample]) -> bool: ...
     def write(self, sample: Sample) -> None: ...
+    def state(self) -> dict: ...
     def close(self) -> list[ShardInfo]: ...
     def abort(self) -> None: ...
 
@@ -55,27 +85,22 @@ class Writer(Protocol):
 class TarShardWriter:
     """WebDataset shards ``{split}-{n:06d}.tar`` with fields ``{ext}``, ``cls``, ``json``.
 
-    A new shard starts when the current one holds ``max_count`` samples or the next sample
-    would push it past ``max_bytes`` (a shard always holds at least one sample).
+    The views of one record stay in one shard: a new shard starts before a record whose samples
+    would push the current one past ``max_count`` samples or ``max_bytes`` (a shard always holds
+    at least one record). ``resume={"shards": [...]}`` continues after those finished shards.
     """
 
     def __init__(self, out_dir: str | Path, split: str, max_count: int = 10_000,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, resume: dict | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.split = split
         self.max_count = max_count
         self.max_bytes = max_bytes
-        self.shards: list[ShardInfo] = []
+        self.shards: list[ShardInfo] = [ShardInfo(**d) for d in (resume or {}).get("shards", [])]
         self._tar: tarfile.TarFile | None = None
         self._count = 0
         self._bytes = 0
 
-    @staticmethod
-    def _member_bytes(size: int) -> int:
-        return 512 + (size + 511) // 512 * 512
-
-    def _sample_bytes(self, sample: Sample, meta: bytes) -> int:
-        return sum(self._member_bytes(n) for n in (len(sample.image), len(str(sample.cls)), len(meta)))
 
     def _path(self, index: int) -> Path:
         return self.out_dir / f"{self.split}-{index:06d}.tar"
@@ -95,21 +120,31 @@ class TarShardWriter:
         assert self._tar is not None
         self._tar.addfile(info, io.BytesIO(data))
 
-    def write(self, sample: Sample) -> None:
-        meta = sample_json(sample)
-        nbytes = self._sample_bytes(sample, meta)
+    def write_group(self, samples: list[Sample]) -> bool:
+        metas = [sample_json(s) for s in samples]
+        nbytes = sum(tar_sample_bytes(s, m) for s, m in zip(samples, metas, strict=True))
+        checkpoint = False
         if self._tar is not None and (
-            self._count >= self.max_count
-            or (self.max_bytes is not None and self._bytes + nbytes > self.max_bytes)
+            self._count + len(samples) > self.max_count
+            or (self.max_bytes is not None and tar_file_bytes(self._bytes + nbytes) > self.max_bytes)
         ):
             self._finish()
+            checkpoint = True
         if self._tar is None:
             self._open()
-        self._add(f"{sample.key}.{sample.ext}", sample.image)
-        self._add(f"{sample.key}.cls", str(sample.cls).encode())
-        self._add(f"{sample.key}.json", meta)
-        self._count += 1
+        for sample, meta in zip(samples, metas, strict=True):
+            self._add(f"{sample.key}.{sample.ext}", sample.image)
+            self._add(f"{sample.key}.cls", str(sample.cls).encode())
+            self._add(f"{sample.key}.json", meta)
+        self._count += len(samples)
         self._bytes += nbytes
+        return checkpoint
+
+    def write(self, sample: Sample) -> None:
+        self.write_group([sample])
+
+    def state(self) -> dict:
+        return {"shards": [s.to_json() for s in self.shards]}
 
     def _finish(self) -> None:
         assert self._tar is not None
@@ -138,22 +173,26 @@ class LmdbWriter:
     """One LMDB environment ``{split}.lmdb`` (layout in :mod:`dataprep.io.readers`).
 
     Built under ``{split}.lmdb.tmp`` and renamed when complete; the map doubles on demand;
-    commits are batched every ``commit_every`` samples.
+    commits are batched (at record boundaries) every ``commit_every`` samples, and each commit
+    is a checkpoint: ``resume={"count": n}`` reopens the temporary environment and continues
+    at sample ``n`` (entries past it, from an interrupted run, are overwritten with equal ones).
     """
 
     def __init__(self, out_dir: str | Path, split: str, classes: list[str] | None = None,
-                 commit_every: int = 256, map_size: int = 1 << 28, **_: object) -> None:
+                 commit_every: int = 256, map_size: int = 1 << 28, resume: dict | None = None,
+                 **_: object) -> None:
         import lmdb
 
         self.final = Path(out_dir) / f"{split}.lmdb"
         self.tmp = Path(str(self.final) + TMP_SUFFIX)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if resume is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         self.env = lmdb.open(str(self.tmp), map_size=map_size, subdir=True, lock=True,
                              metasync=False, sync=False)
         self.classes = classes or []
         self.commit_every = commit_every
         self.pending: list[tuple[bytes, bytes]] = []
-        self.count = 0
+        self.count = self.committed = int((resume or {}).get("count", 0))
 
     def _put_all(self, items: list[tuple[bytes, bytes]]) -> None:
         import lmdb
@@ -167,20 +206,31 @@ class LmdbWriter:
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
-    def write(self, sample: Sample) -> None:
-        meta = dict(sample.meta)
-        meta.setdefault("key", sample.key)
-        meta["ext"] = sample.ext
-        i = self.count
-        self.pending += [
-            (lmdb_key(i, "image"), sample.image),
-            (lmdb_key(i, "cls"), str(sample.cls).encode()),
-            (lmdb_key(i, "json"), json.dumps(meta, sort_keys=True).encode()),
-        ]
-        self.count += 1
-        if self.count % self.commit_every == 0:
+    def write_group(self, samples: list[Sample]) -> bool:
+        checkpoint = False
+        if self.count - self.committed >= self.commit_every:
             self._put_all(self.pending)
             self.pending = []
+            self.committed = self.count
+            checkpoint = True
+        for sample in samples:
+            meta = dict(sample.meta)
+            meta.setdefault("key", sample.key)
+            meta["ext"] = sample.ext
+            i = self.count
+            self.pending += [
+                (lmdb_key(i, "image"), sample.image),
+                (lmdb_key(i, "cls"), str(sample.cls).encode()),
+                (lmdb_key(i, "json"), json.dumps(meta, sort_keys=True).encode()),
+            ]
+            self.count += 1
+        return checkpoint
+
+    def write(self, sample: Sample) -> None:
+        self.write_group([sample])
+
+    def state(self) -> dict:
+        return {"count": self.committed}
 
     def close(self) -> list[ShardInfo]:
         self.pending += [
@@ -202,28 +252,44 @@ class LmdbWriter:
                           sha256_file(data))]
 
     def abort(self) -> None:
+        """Close without finishing; the committed part stays in ``{split}.lmdb.tmp`` to resume."""
         self.env.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class FolderWriter:
     """``DST/<class_name>/{key}.{ext}``: the layout other tools (ImageFolder) read."""
 
-    def __init__(self, out_dir: str | Path, split: str, **_: object) -> None:
+    checkpoint_every = 64  # records; every file is written atomically, so any point is safe
+
+    def __init__(self, out_dir: str | Path, split: str, resume: dict | None = None,
+                 **_: object) -> None:
         self.out_dir = Path(out_dir)
-        self.count = 0
-        self.bytes = 0
+        self.count = int((resume or {}).get("count", 0))
+        self.durable = self.count  # files written before the current group
+        self.groups = 0
+
+    def write_group(self, samples: list[Sample]) -> bool:
+        self.groups += 1
+        checkpoint = self.groups % self.checkpoint_every == 0
+        self.durable = self.count
+        for sample in samples:
+            self.write(sample)
+        return checkpoint
+
+    def state(self) -> dict:
+        return {"count": self.durable}
 
     def write(self, sample: Sample) -> None:
-        class_name = str(sample.meta.get("class_name", sample.cls))
-        folder = self.out_dir / class_name.replace("/", "_")
+        # class names and keys may come from untrusted shards: never let them leave out_dir
+        class_name = safe_name(str(sample.meta.get("class_name", sample.cls)))
+        folder = self.out_dir / class_name
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{sample.key}.{sample.ext}"
-        tmp = folder / f".{sample.key}.{sample.ext}{TMP_SUFFIX}"
+        key = safe_name(sample.key)
+        final = folder / f"{key}.{sample.ext}"
+        tmp = folder / f".{key}.{sample.ext}{TMP_SUFFIX}"
         tmp.write_bytes(sample.image)
         os.replace(tmp, final)
         self.count += 1
-        self.bytes += len(sample.image)
 
     def close(self) -> list[ShardInfo]:
         return []
@@ -235,12 +301,20 @@ class FolderWriter:
 WRITERS = {"folder": FolderWriter, "webdataset": TarShardWriter, "lmdb": LmdbWriter}
 
 
+def safe_name(text: str) -> str:
+    """A single safe path component: no separators, no leading dots, never empty."""
+    cleaned = re.sub(r"[^A-Za-z0-9_\-.]+", "_", text).lstrip(".")
+    return cleaned or "_"
+
+
 def make_writer(fmt: str, out_dir: str | Path, split: str, *, max_count: int = 10_000,
-                max_bytes: int | None = None, classes: list[str] | None = None) -> Writer:
+                max_bytes: int | None = None, classes: list[str] | None = None,
+                resume: dict | None = None) -> Writer:
     if fmt == "webdataset":
-        return TarShardWriter(out_dir, split, max_count=max_count, max_bytes=max_bytes)
+        return TarShardWriter(out_dir, split, max_count=max_count, max_bytes=max_bytes,
+                              resume=resume)
     if fmt == "lmdb":
-        return LmdbWriter(out_dir, split, classes=classes)
+        return LmdbWriter(out_dir, split, classes=classes, resume=resume)
     if fmt == "folder":
-        return FolderWriter(out_dir, split)
+        return FolderWriter(out_dir, split, resume=resume)
     raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(WRITERS)}")

@@ -12,7 +12,7 @@ from dataprep.errors import ImageError, UsageError
 from dataprep.io.dataset import expand, view_spec
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image
 from dataprep.io.scan import scan
-from dataprep.jobs.common import run_job
+from dataprep.jobs.common import Log, run_job
 from dataprep.records import Record, Sample
 from dataprep.runner import Report
 
@@ -81,8 +81,8 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
           reencode: bool = False, expand_views: bool = False, image_format: str = "jpg",
           quality: int = 90,
           max_pixels: int = DEFAULT_MAX_PIXELS, jobs: int | None = None, on_error: str = "skip",
-          overwrite: bool = False, split: str | None = None,
-          root: str | Path | None = None) -> Report:
+          overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
+          max_disk: int | None = None, dry_run: bool = False, log: Log | None = None) -> Report:
     """Pack ``src`` (folder, list, manifest, WebDataset, LMDB) into ``out`` shards.
 
     ``shuffle`` permutes the records with ``seed`` before packing (reproducible).
@@ -109,4 +109,5 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
     n_jobs = 1 if source.kind in ("webdataset", "lmdb") and not expand_views else jobs
     return run_job("shard", records, task, out, fmt=fmt, classes=source.classes, params=params,
                    splits=splits, jobs=n_jobs, on_error=on_error, overwrite=overwrite,
-                   max_count=max_count, max_bytes=max_bytes)
+                   max_count=max_count, max_bytes=max_bytes, max_disk=max_disk,
+                   dry_run=dry_run, log=log)

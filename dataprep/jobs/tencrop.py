@@ -9,7 +9,7 @@ from typing import Any
 from dataprep.errors import ImageError, UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image_sized
 from dataprep.io.scan import scan
-from dataprep.jobs.common import run_job
+from dataprep.jobs.common import Log, run_job
 from dataprep.ops.crop import VIEW_NAMES, ten_crop
 from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
 from dataprep.records import Record, Sample
@@ -102,7 +102,8 @@ def _check_common(short_side: int, image_format: str, quality: int, interpolatio
 def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fmt: str,
          views_per_record: int, jobs: int | None, on_error: str, overwrite: bool,
          max_count: int, max_bytes: int | None, split: str | None, root: str | Path | None,
-         records: list[Record] | None = None, classes: list[str] | None = None) -> Report:
+         records: list[Record] | None = None, classes: list[str] | None = None,
+         max_disk: int | None = None, dry_run: bool = False, log: Log | None = None) -> Report:
     if records is None:
         source = scan(src, root=root)
         classes = source.classes
@@ -119,7 +120,8 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
                   max_count=max_count, max_bytes=max_bytes, src=str(src))
     return run_job(command, recs, task, out, fmt=fmt, classes=classes or [], params=params,
                    splits=splits, jobs=jobs, on_error=on_error, overwrite=overwrite,
-                   max_count=max_count, max_bytes=max_bytes, total=total)
+                   max_count=max_count, max_bytes=max_bytes, total=total, max_disk=max_disk,
+                   dry_run=dry_run, log=log)
 
 
 def resize(src: str | Path, out: str | Path, *, short_side: int = 256, fmt: str = "webdataset",
@@ -128,13 +130,15 @@ def resize(src: str | Path, out: str | Path, *, short_side: int = 256, fmt: str 
            max_count: int = 10_000, max_bytes: int | None = None, jobs: int | None = None,
            on_error: str = "skip", overwrite: bool = False, split: str | None = None,
            root: str | Path | None = None, records: list[Record] | None = None,
-           classes: list[str] | None = None) -> Report:
+           classes: list[str] | None = None, max_disk: int | None = None,
+           dry_run: bool = False, log: Log | None = None) -> Report:
     """Short-side resize every image of ``src`` into ``out`` (DESIGN 5.1)."""
     _check_common(short_side, image_format, quality, interpolation)
     task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality, max_pixels)
     return _run("resize", src, out, task, fmt=fmt, views_per_record=1, jobs=jobs,
                 on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
-                split=split, root=root, records=records, classes=classes)
+                split=split, root=root, records=records, classes=classes, max_disk=max_disk,
+                dry_run=dry_run, log=log)
 
 
 def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: int = 224,
@@ -144,7 +148,8 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
             max_pixels: int = DEFAULT_MAX_PIXELS, max_count: int = 10_000,
             max_bytes: int | None = None, jobs: int | None = None, on_error: str = "skip",
             overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
-            records: list[Record] | None = None, classes: list[str] | None = None) -> Report:
+            records: list[Record] | None = None, classes: list[str] | None = None,
+            max_disk: int | None = None, dry_run: bool = False, log: Log | None = None) -> Report:
     """Resize to ``short_side`` then cut ten views (five with ``five`` or ``flip=False``).
 
     View order is torchvision ``TenCrop``'s (DESIGN 5.2). ``views="materialize"`` writes each
@@ -163,4 +168,5 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
     per_record = 1 if views == "lazy" else (10 if flip else 5)
     return _run("tencrop", src, out, task, fmt=fmt, views_per_record=per_record, jobs=jobs,
                 on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
-                split=split, root=root, records=records, classes=classes)
+                split=split, root=root, records=records, classes=classes, max_disk=max_disk,
+                dry_run=dry_run, log=log)
