@@ -1,0 +1,89 @@
+"""Same inputs and parameters => byte-identical shards, whatever ``--jobs`` (DESIGN 5.5, 6)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from dataprep.jobs.shard import shard
+from dataprep.jobs.tencrop import resize, tencrop
+
+
+def digests(out: Path) -> dict[str, str]:
+    """sha256 of every shard file (tars, LMDB data), and the splits of _info.json."""
+    files = sorted(out.glob("*.tar")) + sorted(out.glob("*.lmdb/data.mdb"))
+    assert files, f"no output in {out}"
+    out_digests = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                   for p in files}
+    if (out / "_info.json").exists():  # its "name" is the folder's name, so compare the splits
+        out_digests["_info.json"] = json.dumps(json.loads((out / "_info.json").read_text())["splits"])
+    return out_digests
+
+
+def ledger_shards(out: Path) -> dict[str, list[dict]]:
+    ledger = json.loads((out / "dataprep.json").read_text())
+    return {split: entry["shards"] for split, entry in ledger["splits"].items()}
+
+
+@pytest.fixture(scope="module")
+def tencrop_runs(photo_subset, tmp_path_factory):
+    """The same tencrop, webdataset and LMDB, run twice with one job and once with two."""
+    base = tmp_path_factory.mktemp("determinism")
+    runs: dict[tuple[str, str], Path] = {}
+    for fmt in ("webdataset", "lmdb"):
+        for name, jobs in (("a", 1), ("b", 1), ("parallel", 2)):
+            out = base / f"{fmt}-{name}"
+            # small shards so several boundaries are exercised
+            tencrop(photo_subset, out, short_side=72, crop=64, fmt=fmt, jobs=jobs, max_count=23)
+            runs[fmt, name] = out
+    return runs
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "lmdb"])
+def test_same_command_twice_gives_identical_bytes(tencrop_runs, fmt):
+    a, b = tencrop_runs[fmt, "a"], tencrop_runs[fmt, "b"]
+    assert digests(a) == digests(b)
+    assert ledger_shards(a) == ledger_shards(b)
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "lmdb"])
+def test_jobs_do_not_change_the_bytes(tencrop_runs, fmt):
+    one, two = tencrop_runs[fmt, "a"], tencrop_runs[fmt, "parallel"]
+    assert digests(one) == digests(two)
+    assert ledger_shards(one) == ledger_shards(two)
+
+
+def test_the_runs_really_produced_the_expected_shards(tencrop_runs):
+    out = tencrop_runs["webdataset", "a"]
+    info = json.loads((out / "_info.json").read_text())["splits"]["train"]
+    assert info["num_samples"] == 100  # 10 photos x 10 views
+    # a record's ten views stay in one shard: 23 samples at most means two records per shard
+    assert info["shard_lengths"] == [20, 20, 20, 20, 20]
+    lmdb_out = tencrop_runs["lmdb", "parallel"]
+    assert ledger_shards(lmdb_out)["train"][0]["num_samples"] == 100
+
+
+def test_resize_and_shard_are_deterministic_too(image_folder, tmp_path):
+    for i in range(2):
+        resize(image_folder, tmp_path / f"r{i}", short_side=32, jobs=1, max_count=5)
+        shard(image_folder, tmp_path / f"s{i}", shuffle=True, seed=3, jobs=1, max_count=5)
+    assert digests(tmp_path / "r0") == digests(tmp_path / "r1")
+    assert digests(tmp_path / "s0") == digests(tmp_path / "s1")
+
+
+def test_shuffle_seed_changes_the_order(image_folder, tmp_path):
+    from dataprep.io.readers import iter_samples
+
+    orders = []
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        shard(image_folder, out, shuffle=True, seed=seed, jobs=1)
+        orders.append([s.key for s in iter_samples(out)])
+    plain = tmp_path / "plain"
+    shard(image_folder, plain, jobs=1)
+    in_order = [s.key for s in iter_samples(plain)]
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(in_order)
+    assert orders[0] != orders[1] and orders[0] != in_order
