@@ -189,8 +189,13 @@ def iter_lmdb(src: str | Path, split: str | None = None) -> Iterator[Sample]:
 
 
 def iter_samples(src: str | Path, split: str | None = None) -> Iterator[Sample]:
-    """Samples of any sink (WebDataset or LMDB), as stored (lazy views not expanded)."""
+    """Samples of any sink (WebDataset or LMDB), as stored (lazy views not expanded).
+
+    A folder may hold splits of both formats (``dataprep run`` with a format per split): the
+    split's own files decide which reader to use.
+    """
     s = str(src)
-    if is_lmdb(s) or (os.path.isdir(s) and glob.glob(os.path.join(s, "*.lmdb"))):
+    lmdb_pattern = f"{split}.lmdb" if split else "*.lmdb"
+    if is_lmdb(s) or (os.path.isdir(s) and glob.glob(os.path.join(s, lmdb_pattern))):
         return iter_lmdb(s, split)
     return iter_webdataset(s, split)
