@@ -125,7 +125,7 @@ TRAIN_OPTIONS = [
     click.option("--channels-last", is_flag=True, help="NHWC memory format."),
     # optimization
     click.option("--epochs", type=click.IntRange(min=1), default=_D.epochs, show_default=True),
-    click.option("--batch-size", type=click.IntRange(min=1), default=_D.batch_size,
+    click.option("--batch-size", "-b", type=click.IntRange(min=1), default=_D.batch_size,
                  show_default=True, help="Per rank and step."),
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_D.optimizer,
                  show_default=True),

@@ -287,18 +287,25 @@ class ShardStream(torch.utils.data.IterableDataset):
                 for v in range(n):
                     yield sample, v
 
-    def _cycled(self, mine: list[tuple[Part, Assignment]], w: int) -> Iterator[tuple]:
-        """Training: the worker's samples over and over, each pass in a new part order."""
+    def _cycled(self, mine: list[tuple[Part, Assignment]], g: int, w: int) -> Iterator[tuple]:
+        """Training: the worker's samples pass after pass, each pass in a new part order and
+        through its own shuffle buffer (flushed at the end of a pass, so a pass is exact)."""
         cycle = 0
         while True:
-            rng = sample_rng(self.seed, f"cycle-{self.rank}-{w}", cycle, self.epoch)
+            rng = sample_rng(self.seed, f"cycle-{g}", cycle, self.epoch)
+            order = rng.permutation(len(mine)) if cycle else range(len(mine))
+
+            def one_pass(order=order, rng=rng, cycle=cycle) -> Iterator[tuple]:
+                for k in order:
+                    part, a = mine[int(k)]
+                    samples = iter_part(part, self.cache, a.stride, a.offset)
+                    for sample, view in self._views(samples, rng):
+                        yield sample, view, cycle
+
             count = 0
-            for k in rng.permutation(len(mine)) if cycle else range(len(mine)):
-                part, a = mine[int(k)]
-                samples = iter_part(part, self.cache, a.stride, a.offset)
-                for sample, view in self._views(samples, rng):
-                    count += 1
-                    yield sample, view, cycle
+            for item in shuffle_buffer(one_pass(), self.buffer, rng):
+                count += 1
+                yield item
             if count == 0:
                 raise ShardError(f"rank {self.rank} worker {w} was dealt parts with no samples")
             cycle += 1
@@ -359,8 +366,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         quota = self.batches // num_workers + (w < self.batches % num_workers)
         if quota == 0:
             return
-        rng = sample_rng(self.seed, f"buffer-{g}", 0, self.epoch)
-        items = shuffle_buffer(self._cycled(mine, w), self.buffer, rng)
+        items = self._cycled(mine, g, w)
         try:
             yield from self._batches(items, quota)
         finally:

@@ -282,7 +282,7 @@ class Trainer:
             amp=str(self.amp).removeprefix("torch.") if self.amp else "off",
             batches_per_epoch=batches, optimizer_steps_per_epoch=self.optimizer_steps,
             train_samples=train.num_samples, val_samples=val.num_samples if val else None,
-            views_per_sample=views, torch=torch.__version__,
+            views_per_sample=views, torch=str(torch.__version__),
             effective_batch=cfg.batch_size * d.world_size * cfg.accum_steps,
             cache_dir=cache.cache_dir if cache else None,
         )

@@ -1,0 +1,194 @@
+"""The streaming loader: dealing parts, equal batches per rank, views, pixels, LMDB, determinism."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, make_shards, samples, write_split
+from PIL import Image
+
+from dataprep.errors import ShardError
+from dataprep.ops.crop import ten_crop
+from dataprep.ops.rng import sample_rng
+from dataprep.train.data import (
+    Augment,
+    ShardStream,
+    batches_per_epoch,
+    eval_pixels,
+    iter_part,
+    make_loader,
+    plan_parts,
+    train_pixels,
+    view_image,
+)
+from dataprep.train.sources import has_split, resolve_source
+
+AUG = Augment(img_size=32, short_side=36)
+
+
+@pytest.mark.parametrize("num_parts", range(1, 9))
+@pytest.mark.parametrize("num_workers", range(1, 9))
+def test_plan_deals_every_sample_exactly_once(num_parts, num_workers):
+    lengths = [5 + 3 * p for p in range(num_parts)]
+    seen = Counter()
+    plan = plan_parts(num_parts, num_workers)
+    assert len(plan) == num_workers and all(plan)  # nobody idles
+    for assignments in plan:
+        for a in assignments:
+            seen.update((a.part, i) for i in range(lengths[a.part]) if i % a.stride == a.offset)
+    assert set(seen.values()) == {1}
+    assert len(seen) == sum(lengths)
+
+
+def test_plan_example_from_the_docstring():
+    got = [[(a.part, a.stride, a.offset) for a in w] for w in plan_parts(3, 4)]
+    assert got == [[(0, 2, 0)], [(1, 1, 0)], [(2, 1, 0)], [(0, 2, 1)]]
+
+
+def test_batches_per_epoch():
+    assert batches_per_epoch(100, 2, 8) == 6
+    with pytest.raises(ShardError, match="--batch-size"):
+        batches_per_epoch(10, 2, 8)
+
+
+def _uneven(tmp_path):
+    # 3 classes x 7 = 21 train samples in shards of 5, 5, 5, 5, 1
+    return make_shards(tmp_path / "s", train_per_class=7, val_per_class=3, max_count=5)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_every_rank_gets_the_same_number_of_batches(tmp_path, world):
+    src = resolve_source(str(_uneven(tmp_path)), "train")
+    assert [p.num_samples for p in src.parts] == [5, 5, 5, 5, 1]
+    batches = batches_per_epoch(src.num_samples, world, 4)
+    for epoch in (0, 1):
+        for rank in range(world):
+            stream = ShardStream(src.parts, train=True, batch_size=4, aug=AUG, rank=rank,
+                                 world_size=world, batches=batches, shuffle_buffer=8)
+            stream.set_epoch(epoch)
+            got = list(stream)
+            assert len(got) == batches
+            assert all(x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8 for x, _ in got)
+
+
+def test_workers_split_the_quota(tmp_path):
+    src = resolve_source(str(_uneven(tmp_path)), "train")
+    stream = ShardStream(src.parts, train=True, batch_size=2, aug=AUG, rank=1, world_size=2,
+                         batches=5, shuffle_buffer=4)
+    got = list(make_loader(stream, workers=2))
+    assert len(got) == 5
+
+
+def test_validation_reads_every_sample_once_across_ranks(tmp_path):
+    src = resolve_source(str(_uneven(tmp_path)), "train")  # uneven shards as a val set
+    labels = Counter()
+    for rank in range(3):
+        stream = ShardStream(src.parts, train=False, batch_size=4, aug=AUG, rank=rank,
+                             world_size=3)
+        for _, y in make_loader(stream, workers=2):
+            labels.update(y.tolist())
+    assert labels == {0: 7, 1: 7, 2: 7}
+
+
+def test_same_epoch_same_batches_other_epoch_other_order(tmp_path):
+    src = resolve_source(str(_uneven(tmp_path)), "train")
+
+    def epoch(e, workers=0):
+        s = ShardStream(src.parts, train=True, batch_size=4, aug=AUG, seed=3, batches=5)
+        s.set_epoch(e)
+        return [(x.clone(), y.clone()) for x, y in make_loader(s, workers)]
+
+    a, b, c = epoch(0), epoch(0), epoch(1)
+    assert len(a) == len(b) == len(c) == 5
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2)
+               for (x1, y1), (x2, y2) in zip(a, b, strict=True))
+    assert not all(torch.equal(y1, y2) for (_, y1), (_, y2) in zip(a, c, strict=True))
+
+
+def test_lazy_views_expand_in_ten_crop_order(tmp_path):
+    out = make_shards(tmp_path / "lazy", train_per_class=2, val_per_class=1, size=40,
+                      lazy_crop=32)
+    src = resolve_source(str(out), "val")
+    sample = next(iter_part(src.parts[0], None))
+    img = Image.open(io.BytesIO(sample.image)).convert("RGB")
+    expected = ten_crop(img, 32)
+    for i in range(10):
+        got = view_image(img, sample.meta["views"], i)
+        assert np.array_equal(np.asarray(got), np.asarray(expected[i]))
+    stream = ShardStream(src.parts, train=False, batch_size=100, aug=AUG)
+    (x, y), = list(stream)
+    assert len(y) == 3 * 10  # every view of every validation sample
+    assert torch.equal(x[0].permute(1, 2, 0), torch.from_numpy(np.array(expected[0])))
+
+
+def test_train_pixels_crop_inside_and_flip():
+    arr = np.arange(40 * 50 * 3, dtype=np.uint32).reshape(40, 50, 3) % 251
+    img = Image.fromarray(arr.astype(np.uint8), "RGB")
+    aug = Augment(img_size=24, short_side=40, hflip=True)
+    flips = 0
+    for k in range(20):
+        rng = sample_rng(0, "k", 0, k)
+        out = train_pixels(img, False, aug, rng)
+        assert out.shape == (24, 24, 3)
+        rng = sample_rng(0, "k", 0, k)
+        x, y = int(rng.integers(0, 50 - 24 + 1)), int(rng.integers(0, 40 - 24 + 1))
+        window = np.asarray(img)[y:y + 24, x:x + 24]
+        flipped = rng.random() < 0.5
+        flips += flipped
+        assert np.array_equal(out, window[:, ::-1] if flipped else window)
+    assert 0 < flips < 20
+
+
+def test_eval_pixels_resize_then_center_crop():
+    img = Image.new("RGB", (80, 60), (10, 20, 30))
+    assert eval_pixels(img, False, Augment(img_size=32, short_side=36)).shape == (32, 32, 3)
+    assert eval_pixels(img, True, Augment(img_size=32, short_side=36)).shape == (32, 32, 3)
+
+
+def test_color_ops_from_dataprep_ops_are_applied(tmp_path):
+    from dataprep.ops.color import ColorJitter, PCALighting
+
+    img = Image.new("RGB", (36, 36), (120, 80, 40))
+    plain = train_pixels(img, False, AUG, sample_rng(0, "a"))
+    aug = Augment(img_size=32, short_side=36, jitter=ColorJitter(0.4, 0.4, 0.4, 0.1),
+                  lighting=PCALighting(0.1))
+    jittered = train_pixels(img, False, aug, sample_rng(0, "a"))
+    assert not np.array_equal(plain, jittered)
+    assert np.array_equal(jittered, train_pixels(img, False, aug, sample_rng(0, "a")))
+
+
+def test_lmdb_source_streams(tmp_path):
+    out = make_shards(tmp_path / "lmdb", train_per_class=5, val_per_class=2, fmt="lmdb")
+    src = resolve_source(str(out), "train")
+    assert src.classes == CLASSES and src.num_samples == 15
+    assert has_split(str(out), "val")
+    stream = ShardStream(src.parts, train=True, batch_size=5, aug=AUG, batches=3)
+    got = list(make_loader(stream, workers=0))  # one worker, 3 x 5 = one exact pass
+    assert sorted(torch.cat([y for _, y in got]).tolist()) == [0] * 5 + [1] * 5 + [2] * 5
+    assert len(list(make_loader(stream, workers=2))) == 3  # two workers share the one part
+
+
+def test_only_allowed_fields_are_read(tmp_path):
+    out = tmp_path / "hostile"
+    write_split(out, "train", samples("train", 2), max_count=100)
+    shard = out / "train-000000.tar"
+    with tarfile.open(shard, "a") as tar:  # members a reader must never unpickle or follow
+        for name, data in (("train_red_0000.pyd", b"\x80\x04K\x01."),
+                           ("train_red_0000.pth", b"\x80\x04K\x01.")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("train_blue_0000.jpg")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+    src = resolve_source(str(out), "train")
+    fields = [set(s.meta) for s in iter_part(src.parts[0], None)]
+    assert len(fields) == 6
+    stream = ShardStream(src.parts, train=False, batch_size=10, aug=AUG)
+    assert sum(len(y) for _, y in stream) == 6
