@@ -27,6 +27,15 @@ def make_key(relpath: str) -> str:
     return "__".join(_UNSAFE.sub("_", part) for part in parts if part not in ("", ".", "/"))
 
 
+def safe_key(key: str) -> str:
+    """A key read from shards made safe: ``/`` -> ``__``, dots and other characters -> ``_``.
+
+    Keys dataprep wrote are unchanged; keys of foreign or hostile shards (``../x``) can then
+    never name a path outside an output folder nor split differently in WebDataset.
+    """
+    return "__".join(_UNSAFE.sub("_", part) for part in key.split("/") if part) or "_"
+
+
 @dataclass(frozen=True)
 class Record:
     """One input image before processing.

@@ -112,8 +112,9 @@ def open_image_sized(
             return _to_rgb(img), ((h, w) if swap else (w, h))
     except ImageError:
         raise
-    except Image.DecompressionBombWarning as exc:
-        raise ImageError(f"{name}: decompression bomb refused ({exc})") from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: decompression bomb refused, over --max-pixels "
+                         f"{max_pixels:,} ({exc})") from exc
     except _DECODE_ERRORS as exc:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, UnidentifiedImageError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dataprep.errors import SourceError
-from dataprep.records import Record, make_key
+from dataprep.records import Record, make_key, safe_key
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 LIST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv", ".list")
@@ -189,7 +189,7 @@ def _shard_source(kind: str, location: str, split: str | None) -> Source:
     def stream() -> Iterator[Record]:
         for s in readers.iter_samples(location, split):
             meta = dict(s.meta)
-            yield Record(key=s.key, path=str(meta.get("path", "")), label=s.cls,
+            yield Record(key=safe_key(s.key), path=str(meta.get("path", "")), label=s.cls,
                          class_name=str(meta.get("class_name", s.cls)),
                          split=str(meta.get("split", split or "")), data=s.image, ext=s.ext,
                          meta=meta)

@@ -179,7 +179,7 @@ class LmdbWriter:
     """
 
     def __init__(self, out_dir: str | Path, split: str, classes: list[str] | None = None,
-                 commit_every: int = 256, map_size: int = 1 << 28, resume: dict | None = None,
+                 commit_every: int = 64, map_size: int = 1 << 28, resume: dict | None = None,
                  **_: object) -> None:
         import lmdb
 
