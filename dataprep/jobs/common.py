@@ -156,8 +156,9 @@ def _stored_bytes(fmt: str, samples: list) -> int:
     """Bytes the samples take in the sink, container overhead included."""
     if fmt == "webdataset":
         return sum(tar_sample_bytes(s, sample_json(s)) for s in samples)
-    if fmt == "lmdb":  # three entries per sample, ~16 bytes of node overhead each
-        return sum(s.nbytes + len(sample_json(s)) + 3 * 64 for s in samples)
+    if fmt == "lmdb":  # large values fill whole 4 KiB overflow pages; small entries share pages
+        return sum((s.nbytes + 16 + 4095) // 4096 * 4096 + len(sample_json(s)) + 2 * 64
+                   for s in samples)
     return sum((s.nbytes + 4095) // 4096 * 4096 for s in samples)  # folder: whole blocks
 
 
