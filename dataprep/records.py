@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
+_UNSAFE = re.compile(r"[^\w\-]+")  # \w: letters and digits of any script, and _
 
 
 def make_key(relpath: str) -> str:
@@ -15,9 +16,10 @@ def make_key(relpath: str) -> str:
 
     WebDataset groups tar members by the text before the first dot of the basename, so keys
     carry no dots; they carry no slashes so they are flat. ``animals/cat.01.jpg`` ->
-    ``animals__cat_01``. Characters outside ``[A-Za-z0-9_-]`` become ``_``.
+    ``animals__cat_01``. Letters and digits of any script, ``_`` and ``-`` are kept (in NFC form,
+    so a name macOS stored decomposed gives the same key); runs of other characters become ``_``.
     """
-    p = PurePosixPath(relpath.replace("\\", "/"))
+    p = PurePosixPath(unicodedata.normalize("NFC", relpath).replace("\\", "/"))
     parts = list(p.parts)
     if not parts:
         raise ValueError("empty path has no key")

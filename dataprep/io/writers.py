@@ -303,7 +303,7 @@ WRITERS = {"folder": FolderWriter, "webdataset": TarShardWriter, "lmdb": LmdbWri
 
 def safe_name(text: str) -> str:
     """A single safe path component: no separators, no leading dots, never empty."""
-    cleaned = re.sub(r"[^A-Za-z0-9_\-.]+", "_", text).lstrip(".")
+    cleaned = re.sub(r"[^\w\-.]+", "_", text).lstrip(".")  # any script's letters stay distinct
     return cleaned or "_"
 
 
