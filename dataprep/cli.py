@@ -15,7 +15,7 @@ from dataprep import __version__
 from dataprep.errors import DataprepError, UsageError
 
 FORMATS = ("webdataset", "lmdb", "folder")
-_SIZE = re.compile(r"^\s*([0-9.]+(?:e[0-9]+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_SIZE = re.compile(r"^\s*((?:\d+\.?\d*|\.\d+)(?:e\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
           "tib": 2**40, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}

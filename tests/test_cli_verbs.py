@@ -276,3 +276,28 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "dataprep", "--help"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and "tencrop" in proc.stdout
+
+
+@pytest.mark.parametrize(("text", "size"), [("1GB", 10**9), ("512MiB", 512 * 2**20),
+                                            ("1.5MB", 1_500_000), ("100", 100), ("10 kb", 10_000),
+                                            ("2e3", 2000), ("1KiB", 1024), (".5KB", 500)])
+def test_parse_size(text, size):
+    from dataprep.cli import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["1.2.3", ".", "ten", "5 parsecs", "-1MB", "1e"])
+def test_bad_sizes_are_clean_usage_errors(image_folder, tmp_path, text):
+    result = invoke("shard", image_folder, "-o", tmp_path / "o", "--max-bytes", text, ok=False)
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    assert "is not a size" in result.output
+
+
+def test_shard_max_bytes_through_the_cli(image_folder, tmp_path):
+    out = tmp_path / "o"
+    invoke("shard", image_folder, "-o", out, "--max-bytes", "30KB", "--jobs", "1")
+    info = json.loads((out / "_info.json").read_text())["splits"]["train"]
+    assert info["num_samples"] == 12 and len(info["filenames"]) > 1
+    for name, n in zip(info["filenames"], info["shard_lengths"], strict=True):
+        assert (out / name).stat().st_size <= 30_000 or n == 1
