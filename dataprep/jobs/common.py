@@ -222,8 +222,9 @@ def run_job(
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out} exists and is not a directory")
     if not isinstance(records, list):  # a stream: look at its head for the estimate only
-        head = list(islice(iter(records), ESTIMATE_RECORDS))
-        records, listed = chain(head, records), head
+        stream = iter(records)  # iterate once: a Source starts over on every iter()
+        head = list(islice(stream, ESTIMATE_RECORDS))
+        records, listed = chain(head, stream), head
     else:
         listed = records
         total = len(records) if total is None else total
