@@ -60,9 +60,9 @@ def test_split(image_folder, tmp_path):
     assert (out / "test.jsonl").is_file()
 
 
-def test_split_refuses_to_overwrite(image_folder, tmp_path):
+def test_split_refuses_to_overwrite_another_split(image_folder, tmp_path):
     invoke("split", image_folder, "-o", tmp_path / "s")
-    result = invoke("split", image_folder, "-o", tmp_path / "s", ok=False)
+    result = invoke("split", image_folder, "-o", tmp_path / "s", "--ratio", "0.5", ok=False)
     assert result.exit_code == 1 and "--overwrite" in result.output
     assert isinstance(result.exception, SystemExit)
 
@@ -301,3 +301,29 @@ def test_shard_max_bytes_through_the_cli(image_folder, tmp_path):
     assert info["num_samples"] == 12 and len(info["filenames"]) > 1
     for name, n in zip(info["filenames"], info["shard_lengths"], strict=True):
         assert (out / name).stat().st_size <= 30_000 or n == 1
+
+
+def test_rerunning_a_recipe_skips_and_a_changed_one_is_refused(image_folder, tmp_path):
+    out = tmp_path / "run"
+    recipe = tmp_path / "chain.toml"
+    recipe.write_text(RECIPE.format(src=image_folder, out=out))
+    invoke("run", recipe, "--jobs", "1")
+    before = {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")}
+    invoke("run", recipe, "--jobs", "1")  # the same command again: nothing to redo
+    assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == before
+    recipe.write_text(RECIPE.format(src=image_folder, out=out).replace("ratio = 0.5",
+                                                                       "ratio = 0.7"))
+    result = invoke("run", recipe, "--jobs", "1", ok=False)
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    invoke("run", recipe, "--jobs", "1", "--overwrite")
+    n_train = len((out / "splits" / "train.jsonl").read_text().splitlines())
+    assert len(list(iter_samples(out / "shards", "train"))) == 10 * n_train
+
+
+def test_split_rerun_with_the_same_parameters_is_not_refused(image_folder, tmp_path):
+    invoke("split", image_folder, "-o", tmp_path / "s", "--seed", "4")
+    before = (tmp_path / "s" / "train.jsonl").read_bytes()
+    invoke("split", image_folder, "-o", tmp_path / "s", "--seed", "4")
+    assert (tmp_path / "s" / "train.jsonl").read_bytes() == before
+    result = invoke("split", image_folder, "-o", tmp_path / "s", "--seed", "5", ok=False)
+    assert result.exit_code == 1 and "--overwrite" in result.output

@@ -149,14 +149,18 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
     splits = split_records(source.records, ratio, test_ratio, seed, per_class_limit, group_by)
     out_dir = Path(out)
     names = list(splits)
-    if out_dir.exists() and not overwrite and any((out_dir / f"{n}.jsonl").exists() for n in names):
+    text = {n: "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in recs)
+            for n, recs in splits.items()}
+    existing = [n for n in names if (out_dir / f"{n}.jsonl").exists()]
+    # a rerun that gives the same manifests is not a conflict (so `dataprep run` can resume)
+    same = all((out_dir / f"{n}.jsonl").is_file()
+               and (out_dir / f"{n}.jsonl").read_text() == text[n] for n in names)
+    if existing and not overwrite and not same:
         raise UsageError(f"{out_dir} already holds a split; pass --overwrite to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, recs in splits.items():
+    for name in names:
         tmp = out_dir / f".{name}.jsonl.tmp"
-        with open(tmp, "w") as f:
-            for r in recs:
-                f.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
+        tmp.write_text(text[name])
         tmp.replace(out_dir / f"{name}.jsonl")
     write_json_atomic(out_dir / "classes.json", {c: i for i, c in enumerate(source.classes)})
     result = SplitResult(splits, source.classes, out_dir=str(out_dir))
