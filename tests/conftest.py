@@ -1,8 +1,9 @@
 """Shared fixtures: generated images with visible gradients, image folders, real photos.
 
 Tests use these through fixtures (never ``import conftest``), so test folders of other parts
-of the project may hold their own conftest without clashing. Every generated image differs from pixel to pixel along both axes, so a crop or resize that is
-off by one pixel changes the output. Nothing here touches the network.
+of the project may hold their own conftest without clashing. Every generated image differs
+from pixel to pixel along both axes, so a crop or resize that is off by one pixel changes the
+output. Nothing here touches the network.
 """
 
 from __future__ import annotations

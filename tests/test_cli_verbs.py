@@ -125,7 +125,8 @@ def test_shard_from_a_manifest(image_folder, tmp_path):
     out = tmp_path / "shards"
     invoke("shard", tmp_path / "s" / "val.jsonl", "-o", out, "--jobs", "1")
     assert sorted(p.name for p in out.glob("*.tar")) == ["val-000000.tar"]
-    val = [json.loads(line)["key"] for line in (tmp_path / "s" / "val.jsonl").read_text().splitlines()]
+    val_lines = (tmp_path / "s" / "val.jsonl").read_text().splitlines()
+    val = [json.loads(line)["key"] for line in val_lines]
     samples = list(iter_samples(out))
     assert [s.key for s in samples] == val
     # original bytes are stored as they are (PNG stays PNG)

@@ -286,7 +286,8 @@ def test_bad_files_in_tencrop_and_shard(messy_folder, tmp_path):
     assert (report.samples_out, report.skipped) == (70, 5)
     # shard stores original bytes: a header that parses is stored, unreadable headers are not
     report = shard(messy_folder, tmp_path / "s", jobs=1, max_pixels=1_000_000)
-    errors = [json.loads(line) for line in (tmp_path / "s" / "errors.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "s" / "errors.jsonl").read_text().splitlines()
+    errors = [json.loads(line) for line in lines]
     assert {Path(e["path"]).stem for e in errors} >= {"empty", "text", "bomb"}
     assert report.skipped == len(errors)
 

@@ -19,7 +19,8 @@ def digests(out: Path) -> dict[str, str]:
     out_digests = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
                    for p in files}
     if (out / "_info.json").exists():  # its "name" is the folder's name, so compare the splits
-        out_digests["_info.json"] = json.dumps(json.loads((out / "_info.json").read_text())["splits"])
+        info = json.loads((out / "_info.json").read_text())
+        out_digests["_info.json"] = json.dumps(info["splits"])
     return out_digests
 
 

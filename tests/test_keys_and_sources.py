@@ -149,7 +149,8 @@ def test_shards_are_a_source_too(image_folder, tmp_path, fmt):
 def test_non_ascii_file_names_keep_distinct_keys(tmp_path, gradient):
     """Class and file names in any script: keys stay unique, dot-free and slash-free."""
     root = tmp_path / "root"
-    names = {"猫": ["小猫.png", "大猫.png"], "狗": ["黑狗.png"], "café": ["crème.png", "brûlée.png"]}
+    names = {"猫": ["小猫.png", "大猫.png"], "狗": ["黑狗.png"],
+             "café": ["crème.png", "brûlée.png"]}
     for cls, files in names.items():
         (root / cls).mkdir(parents=True)
         for f in files:

@@ -173,8 +173,9 @@ def tar_size_with(shard_path: Path, extra: Sample) -> int:
         for m in src.getmembers():
             dst.addfile(m, src.extractfile(m))
         meta = json.dumps(extra.meta, sort_keys=True, separators=(",", ":")).encode()
-        for name, data in ((f"{extra.key}.{extra.ext}", extra.image),
-                           (f"{extra.key}.cls", str(extra.cls).encode()), (f"{extra.key}.json", meta)):
+        members = ((f"{extra.key}.{extra.ext}", extra.image),
+                   (f"{extra.key}.cls", str(extra.cls).encode()), (f"{extra.key}.json", meta))
+        for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             dst.addfile(info, io.BytesIO(data))
