@@ -18,12 +18,13 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import DiskFullError, ImageError
+from dataprep.errors import DiskFullError, ImageError, UsageError, require
 from dataprep.io.writers import ShardInfo, Writer
 from dataprep.records import Record, Sample
 
@@ -137,17 +138,105 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+BACKENDS = ("loky", "dask", "ray")
+_cluster: dict[str, Any] = {"backend": "loky", "workers": None, "client": None}
+
+
+@contextmanager
+def cluster(backend: str = "loky", address: str | None = None,
+            jobs: int | None = None) -> Iterator[None]:
+    """Run the jobs started inside on ``backend``: local processes (loky), or the workers of a
+    Dask or Ray cluster at ``address`` (a local one is started when no address is given).
+
+    The tasks are the same record chunks whatever the backend, and their results are consumed
+    in input order, so the output is byte-identical to a local run.
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "loky":
+        yield
+        return
+    stack = ExitStack()
+    try:
+        try:
+            client, workers = _connect(backend, address, jobs, stack)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise UsageError(f"cannot reach the {backend} cluster at {address or 'localhost'}: "
+                             f"{exc}; check --scheduler/--address") from exc
+        _cluster.update(backend=backend, workers=workers, client=client)
+        yield
+    finally:
+        _cluster.update(backend="loky", workers=None, client=None)
+        stack.close()
+
+
+def _connect(backend: str, address: str | None, jobs: int | None,
+             stack: ExitStack) -> tuple[Any, int]:
+    """(client, worker count) for a Dask or Ray cluster; cleanups go on ``stack``."""
+    if backend == "dask":
+        distributed = require("distributed", "dist")
+        client = (distributed.Client(address) if address else
+                  distributed.Client(n_workers=resolve_jobs(jobs), threads_per_worker=1,
+                                     processes=True, dashboard_address=None))
+        stack.callback(client.close)
+        workers = sum(client.nthreads().values())
+    else:
+        ray = require("ray", "dist")
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else resolve_jobs(jobs),
+                     include_dashboard=False, logging_level="ERROR")
+            stack.callback(ray.shutdown)
+        client = ray
+        workers = int(ray.cluster_resources().get("CPU", 1))
+    return client, workers
+
+
+def _map_cluster(task: Task, chunks: Iterator[list[Record]], window: int) -> Iterator:
+    """Submit chunks to the active cluster, at most ``window`` in flight; results in order."""
+    backend, client = _cluster["backend"], _cluster["client"]
+    if backend == "dask":
+        def submit(chunk):
+            return client.submit(run_chunk, task, chunk, pure=False)
+
+        def get(future):
+            return future.result()
+    else:
+        remote = client.remote(run_chunk)
+
+        def submit(chunk):
+            return remote.remote(task, chunk)
+
+        get = client.get
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append((chunk, submit(chunk)))
+        if len(pending) >= window:
+            done, future = pending.popleft()
+            yield done, get(future)
+    while pending:
+        done, future = pending.popleft()
+        yield done, get(future)
+
+
 def map_records(task: Task, records: Iterable[Record], jobs: int,
                 total: int | None = None) -> Iterator[tuple[Record, list[Sample] | None, str | None]]:
-    """Yield ``(record, samples, error)`` in input order, computed by ``jobs`` processes."""
+    """Yield ``(record, samples, error)`` in input order, computed by ``jobs`` processes (or the
+    workers of the active :func:`cluster`)."""
+    on_cluster = _cluster["backend"] != "loky"
+    if on_cluster:
+        jobs = _cluster["workers"] or jobs
     size = chunk_size(total, jobs)
+    if on_cluster:
+        for chunk, result in _map_cluster(task, _chunks(records, size), 2 * jobs):
+            yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
+        return
     if jobs == 1:
         for chunk in _chunks(records, size):
             yield from ((r, s, e) for r, (s, e) in zip(chunk, run_chunk(task, chunk), strict=True))
         return
     from joblib import Parallel, delayed
 
-    pending: list[list[Record]] = []
+    pending: deque[list[Record]] = deque()
 
     def tasks() -> Iterator:
         for chunk in _chunks(records, size):
@@ -157,7 +246,7 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
     with Parallel(n_jobs=jobs, backend="loky", return_as="generator", batch_size=1,
                   pre_dispatch=f"{2 * jobs}") as parallel:
         for result in parallel(tasks()):
-            chunk = pending.pop(0)
+            chunk = pending.popleft()
             yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
 
 
