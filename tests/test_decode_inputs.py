@@ -314,3 +314,26 @@ def test_skip_mode_through_the_cli(messy_folder, tmp_path):
     assert result.exit_code == 0, result.output
     assert "5 skipped" in result.output
     assert len((out / "errors.jsonl").read_text().splitlines()) == 5
+
+
+def test_bad_files_with_two_jobs_give_the_same_output_and_errors(messy_folder, tmp_path):
+    for jobs in (1, 2):
+        resize(messy_folder, tmp_path / f"j{jobs}", short_side=32, jobs=jobs,
+               max_pixels=1_000_000)
+    assert (tmp_path / "j1" / "errors.jsonl").read_text() == (
+        tmp_path / "j2" / "errors.jsonl").read_text()
+    assert (tmp_path / "j1" / "train-000000.tar").read_bytes() == (
+        tmp_path / "j2" / "train-000000.tar").read_bytes()
+
+
+def test_errors_of_several_splits_share_one_errors_file(messy_folder, tmp_path):
+    out = tmp_path / "out"
+    resize(messy_folder, out, short_side=32, jobs=1, max_pixels=1_000_000, split="train")
+    resize(messy_folder, out, short_side=32, jobs=1, max_pixels=1_000_000, split="val")
+    lines = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["split"] for e in lines) == ["train"] * 5 + ["val"] * 5
+    # a rerun of one split replaces that split's lines only
+    resize(messy_folder, out, short_side=40, jobs=1, max_pixels=1_000_000, split="val",
+           overwrite=True)
+    lines = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["split"] for e in lines) == ["train"] * 5 + ["val"] * 5

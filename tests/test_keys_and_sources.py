@@ -184,3 +184,13 @@ def test_non_ascii_keys_survive_every_writer(tmp_path, gradient):
         "猫__大猫", "猫__小猫", "猫__老猫"]
     resize(root, tmp_path / "folder", short_side=8, jobs=1, fmt="folder")
     assert len(list((tmp_path / "folder").rglob("*.jpg"))) == 3  # no file overwrote another
+
+
+def test_brace_pattern_and_single_tar_sources(image_folder, tmp_path):
+    out = tmp_path / "shards"
+    shard(image_folder, out, jobs=1, max_count=5)
+    every = [r.key for r in scan(out)]
+    assert len(every) == 12
+    assert [r.key for r in scan(f"{out}/train-{{000000..000002}}.tar")] == every
+    assert [r.key for r in scan(f"{out}/train-{{000001..000002}}.tar")] == every[5:]
+    assert [r.key for r in scan(out / "train-000002.tar")] == every[10:]
