@@ -194,3 +194,20 @@ def test_brace_pattern_and_single_tar_sources(image_folder, tmp_path):
     assert [r.key for r in scan(f"{out}/train-{{000000..000002}}.tar")] == every
     assert [r.key for r in scan(f"{out}/train-{{000001..000002}}.tar")] == every[5:]
     assert [r.key for r in scan(out / "train-000002.tar")] == every[10:]
+
+
+def test_import_dataprep_loads_no_heavy_dependency():
+    """STYLE 7: the library and its prep jobs import stdlib, Pillow and numpy only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dataprep, dataprep.ops, dataprep.io.scan, dataprep.io.decode, "
+            "dataprep.jobs.tencrop, dataprep.jobs.split, dataprep.jobs.shard\n"
+            "heavy = ('torch', 'torchvision', 'webdataset', 'lmdb', 'joblib', 'matplotlib', "
+            "'albumentations', 'click', 'dask', 'ray')\n"
+            "print(','.join(m for m in heavy if m in sys.modules))\n"
+            "assert callable(dataprep.tencrop) and callable(dataprep.split)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
