@@ -150,3 +150,20 @@ def test_tencrop_of_a_val_shard_source_plans_the_val_split(image_folder, tmp_pat
     # changed parameters on the same output: refused for the split that is really there
     with pytest.raises(UsageError, match="split 'val'"):
         tencrop(tmp_path / "wds", out, short_side=30, crop=24, jobs=1)
+
+
+def test_tasks_survive_pickle(image_folder):
+    """Tasks travel to worker processes: they pickle, and behave the same afterwards."""
+    import pickle
+
+    from dataprep.io.scan import scan
+    from dataprep.jobs.shard import ShardTask
+    from dataprep.jobs.tencrop import ResizeTask, TencropTask
+
+    record = next(iter(scan(image_folder)))
+    for task in (ResizeTask(short_side=24), TencropTask(short_side=24, crop=16, views="lazy"),
+                 ShardTask(reencode=True)):
+        clone = pickle.loads(pickle.dumps(task))
+        assert clone == task
+        a, b = task(record), clone(record)
+        assert [(s.key, s.image, s.meta) for s in a] == [(s.key, s.image, s.meta) for s in b]
