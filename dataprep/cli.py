@@ -158,12 +158,17 @@ def cli() -> None:
                    "split, e.g. '(\\w+)_\\d+\\.jpg$' keeps near-duplicates together.")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Folder that relative paths of a list file resolve against.")
+@click.option("--balance", type=click.Choice(["oversample", "undersample"]), default=None,
+              help="Balance the classes of the train split: repeat images of smaller classes "
+                   "({key}_r{n}) up to the largest, or keep a seeded choice of each class down "
+                   "to the smallest. val/test are not touched.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier split in -o.")
 @click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_recipe_callback, help="TOML file of defaults for these flags.")
 @reports_errors
-def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, root, seed, overwrite):
+def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, balance, root, seed,
+              overwrite):
     """Stratified, seeded train/val(/test) split of SRC into .jsonl manifests.
 
     Per class, the first round(ratio * n) images of a seeded hash ranking go to train; every
@@ -174,7 +179,7 @@ def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, root, seed
 
     result = split(src, out, ratio=ratio, test_ratio=test_ratio, seed=seed,
                    per_class_limit=per_class_limit, group_by=group_by, root=root,
-                   overwrite=overwrite)
+                   overwrite=overwrite, balance=balance)
     for line in result.lines():
         click.echo(line)
 
@@ -253,6 +258,10 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, 
 @click.option("--max-bytes", type=SizeType(), default=None,
               help="Start a new shard before one exceeds this size (e.g. 1GB).")
 @click.option("--shuffle", is_flag=True, help="Shuffle the samples (with --seed) before packing.")
+@click.option("--balance", type=click.Choice(["oversample", "undersample"]), default=None,
+              help="Balance the classes of each split first: repeat images of smaller classes "
+                   "({key}_r{n}) up to the largest, or keep a seeded choice of each class down "
+                   "to the smallest; prints the per-class counts.")
 @click.option("--reencode", is_flag=True,
               help="Re-encode every image (default: JPEG/PNG/WebP bytes are stored as they are).")
 @click.option("--expand-views", is_flag=True,
@@ -269,7 +278,7 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, 
               help="Folder that relative paths of a list file resolve against.")
 @common_options
 @reports_errors
-def shard_cmd(src, out, format, max_count, max_bytes, shuffle, reencode, expand_views,
+def shard_cmd(src, out, format, max_count, max_bytes, shuffle, balance, reencode, expand_views,
               image_format, quality, max_pixels, split, root, jobs, seed, on_error, overwrite,
               dry_run, max_disk):
     """Pack any source into WebDataset tar shards or an LMDB, storing encoded images."""
@@ -280,7 +289,7 @@ def shard_cmd(src, out, format, max_count, max_bytes, shuffle, reencode, expand_
                       image_format=image_format,
                       quality=quality, max_pixels=max_pixels, jobs=jobs, on_error=on_error,
                       overwrite=overwrite, split=split, root=root, max_disk=max_disk,
-                      dry_run=dry_run, log=click.echo))
+                      dry_run=dry_run, log=click.echo, balance=balance))
 
 
 @cli.command("run")

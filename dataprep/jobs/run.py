@@ -85,7 +85,8 @@ def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str
     overwrite = overwrite or bool(top.get("overwrite", False))
     out_dir = Path(out)
     split_table = normalize(spec.get("split", {}))
-    check_keys(split_table, {"ratio", "test_ratio", "seed", "per_class_limit", "group_by"},
+    check_keys(split_table, {"ratio", "test_ratio", "seed", "per_class_limit", "group_by",
+                             "balance"},
                f"recipe {recipe} [split]")
     split_table.setdefault("seed", top.get("seed", 0))
     result = split(src, out_dir / "splits", root=top.get("root"), overwrite=overwrite,

@@ -82,9 +82,12 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
           quality: int = 90,
           max_pixels: int = DEFAULT_MAX_PIXELS, jobs: int | None = None, on_error: str = "skip",
           overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
-          max_disk: int | None = None, dry_run: bool = False, log: Log | None = None) -> Report:
+          max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
+          balance: str | None = None) -> Report:
     """Pack ``src`` (folder, list, manifest, WebDataset, LMDB) into ``out`` shards.
 
+    ``balance`` (``"oversample"`` or ``"undersample"``) balances the classes of each split
+    first (:mod:`dataprep.jobs.balance`, seeded by ``seed``) and logs the per-class counts.
     ``shuffle`` permutes the records with ``seed`` before packing (reproducible).
     ``expand_views`` turns lazy view records into materialized views (encoded with
     ``image_format`` / ``quality``).
@@ -97,13 +100,21 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
     records: list[Record] = list(source)
     if split:
         records = [replace(r, split=split) for r in records]
+    if balance:
+        from dataprep.jobs.balance import balance as balance_records
+        from dataprep.jobs.balance import balance_lines
+
+        before, records = records, balance_records(records, balance, seed)
+        for line in balance_lines(before, records, balance):
+            (log or (lambda _: None))(line)
     if shuffle:
         order = list(range(len(records)))
         random.Random(seed).shuffle(order)
         records = [records[i] for i in order]
     task = ShardTask(reencode, image_format, quality, max_pixels, expand_views)
     params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
-                  shuffle=shuffle, seed=seed, src=str(src), views_per_record=1)
+                  shuffle=shuffle, seed=seed, src=str(src), views_per_record=1,
+                  **({"balance": balance} if balance else {}))
     splits = sorted({r.split or "train" for r in records})
     # Re-packing existing shards is I/O bound; the bytes would only travel through workers.
     n_jobs = 1 if source.kind in ("webdataset", "lmdb") and not expand_views else jobs

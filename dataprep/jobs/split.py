@@ -29,6 +29,7 @@ class SplitResult:
     table: list[dict] = field(default_factory=list)  # per class: class, total, train, val, test
     warnings: list[str] = field(default_factory=list)
     out_dir: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. the per-class table of --balance
 
     def lines(self) -> list[str]:
         names = [s for s in ("train", "val", "test") if s in self.splits]
@@ -38,6 +39,7 @@ class SplitResult:
         for row in self.table + [self._total_row(names)]:
             out.append(f"{row['class']:<{width}}  {row['total']:>7,}"
                        + "".join(f"  {row[n]:>7,}" for n in names))
+        out += self.notes
         out += [f"warning: {w}" for w in self.warnings]
         if self.out_dir:
             out.append(f"wrote {', '.join(n + '.jsonl' for n in names)} and classes.json "
@@ -138,8 +140,13 @@ def _check_groups(out: dict[str, list[Record]], pattern: re.Pattern) -> None:
 
 def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: float = 0.0,
           seed: int = 0, per_class_limit: int | None = None, group_by: str | None = None,
-          root: str | Path | None = None, overwrite: bool = False) -> SplitResult:
-    """Split ``src`` and write ``train.jsonl``, ``val.jsonl`` (``test.jsonl``), ``classes.json``."""
+          root: str | Path | None = None, overwrite: bool = False,
+          balance: str | None = None) -> SplitResult:
+    """Split ``src`` and write ``train.jsonl``, ``val.jsonl`` (``test.jsonl``), ``classes.json``.
+
+    ``balance`` (``"oversample"`` or ``"undersample"``) then balances the classes of the train
+    split only (:mod:`dataprep.jobs.balance`; seeded by ``seed``); val and test stay as split.
+    """
     source = scan(src, root=root)
     if source.records is None:
         raise UsageError(f"{src} is a shard source; split works on image folders, list files "
@@ -147,6 +154,15 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
     if per_class_limit is not None and per_class_limit < 1:
         raise UsageError(f"--per-class-limit must be at least 1, got {per_class_limit}")
     splits = split_records(source.records, ratio, test_ratio, seed, per_class_limit, group_by)
+    notes: list[str] = []
+    if balance:
+        from dataprep.jobs.balance import balance as balance_records
+        from dataprep.jobs.balance import balance_lines
+
+        before = splits["train"]
+        splits["train"] = balance_records(before, balance, seed)
+        splits["train"].sort(key=lambda r: (r.label, r.key))
+        notes = balance_lines(before, splits["train"], balance)
     out_dir = Path(out)
     names = list(splits)
     text = {n: "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in recs)
@@ -163,7 +179,7 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
         tmp.write_text(text[name])
         tmp.replace(out_dir / f"{name}.jsonl")
     write_json_atomic(out_dir / "classes.json", {c: i for i, c in enumerate(source.classes)})
-    result = SplitResult(splits, source.classes, out_dir=str(out_dir))
+    result = SplitResult(splits, source.classes, out_dir=str(out_dir), notes=notes)
     for label, class_name in enumerate(source.classes):
         row = {"class": class_name}
         row.update({n: sum(1 for r in splits[n] if r.label == label) for n in names})
@@ -177,7 +193,8 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
     write_json_atomic(out_dir / "dataprep.json", {
         "command": "split",
         "params": {"src": str(src), "ratio": ratio, "test_ratio": test_ratio, "seed": seed,
-                   "per_class_limit": per_class_limit, "group_by": group_by},
+                   "per_class_limit": per_class_limit, "group_by": group_by,
+                   **({"balance": balance} if balance else {})},
         "counts": {n: len(r) for n, r in splits.items()},
         "classes": source.classes,
     })
