@@ -8,8 +8,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_recipe", "open_dataset", "resize", "run", "scan", "shard",
-           "split", "tencrop", "verify"]
+__all__ = ["__version__", "augment", "load_recipe", "open_dataset", "preview", "resize", "run",
+           "scan", "shard", "split", "stats", "tencrop", "verify"]
 
 
 def __getattr__(name: str):
@@ -23,6 +23,15 @@ def __getattr__(name: str):
     if name == "resize":
         from dataprep.jobs.tencrop import resize
         return resize
+    if name == "augment":
+        from dataprep.jobs.augment import augment
+        return augment
+    if name == "stats":
+        from dataprep.jobs.stats import stats
+        return stats
+    if name == "preview":
+        from dataprep.jobs.preview import preview
+        return preview
     if name == "shard":
         from dataprep.jobs.shard import shard
         return shard

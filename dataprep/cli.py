@@ -110,6 +110,25 @@ def image_options(f: Callable) -> Callable:
     return f
 
 
+def jitter_options(f: Callable) -> Callable:
+    """Color flags shared by tencrop, augment and preview (library: ``build_augment``)."""
+    opts = [
+        click.option("--stats", type=click.Path(dir_okay=False), default=None,
+                     help="stats.json from `dataprep stats` (on the train split): eigval/eigvec "
+                          "of PCA lighting [default: the ImageNet constants]."),
+        click.option("--pca-lighting", type=click.FloatRange(min=0), default=0.0,
+                     show_default=True, metavar="SIGMA",
+                     help="AlexNet PCA lighting: add eigvec @ (alpha * eigval), alpha ~ N(0, "
+                          "SIGMA) per image (0.1 in AlexNet; 0: off)."),
+        click.option("--color-jitter", default=None, metavar="B,C,S,H",
+                     help="Random brightness, contrast, saturation, hue as torchvision "
+                          "ColorJitter, e.g. 0.4,0.4,0.4,0.1 (one value V means V,V,V,0)."),
+    ]
+    for opt in opts:
+        f = opt(f)
+    return f
+
+
 def reports_errors(f: Callable) -> Callable:
     """Turn library errors into clean click errors (no traceback for user mistakes)."""
 
@@ -226,16 +245,19 @@ def resize_cmd(src, out, short_side, upscale, format, max_count, max_bytes, root
 @click.option("--upscale/--no-upscale", default=True, show_default=True,
               help="Enlarge images whose shorter side is below --short-side (else images "
                    "smaller than --crop are skipped).")
+@jitter_options
 @image_options
 @common_options
 @reports_errors
-def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, max_count,
-                max_bytes, root, split, interpolation, exact, image_format, quality, max_pixels,
-                jobs, seed, on_error, overwrite, dry_run, max_disk):
+def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, color_jitter,
+                pca_lighting, stats, format, max_count, max_bytes, root, split, interpolation,
+                exact, image_format, quality, max_pixels, jobs, seed, on_error, overwrite,
+                dry_run, max_disk):
     """Resize, then cut ten views: four corners and center, and the same of the mirror image.
 
     The order is torchvision's TenCrop: top-left, top-right, bottom-left, bottom-right, center,
-    then the same five of the horizontally flipped image.
+    then the same five of the horizontally flipped image. --color-jitter / --pca-lighting
+    jitter each materialized view with its own generator (seed, key, view).
     """
     from dataprep.jobs.tencrop import tencrop
 
@@ -244,7 +266,9 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, format, 
                         upscale=upscale, image_format=image_format, quality=quality,
                         max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
                         jobs=jobs, on_error=on_error, overwrite=overwrite, split=split,
-                        root=root, max_disk=max_disk, dry_run=dry_run, log=click.echo))
+                        root=root, max_disk=max_disk, dry_run=dry_run, log=click.echo,
+                        color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
+                        seed=seed))
 
 
 @cli.command("shard")

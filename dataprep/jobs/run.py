@@ -103,7 +103,7 @@ def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str
                                  f"recipe {recipe} [{name}]")
         kwargs.setdefault("jobs", jobs)
         kwargs.setdefault("on_error", top.get("on_error", "skip"))
-        if verb == "shard":
+        if verb in ("shard", "tencrop"):  # tencrop: the seed of --color-jitter / --pca-lighting
             kwargs.setdefault("seed", top.get("seed", 0))
         kwargs["overwrite"] = overwrite
         fmt = kwargs.get("fmt", "webdataset")

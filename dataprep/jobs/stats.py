@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,101 @@ def load_stats(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UsageError(f"--stats {path}: not valid JSON ({exc})") from exc
     return check_stats(stats, f"--stats {path}")
+
+
+@dataclass
+class StatsResult:
+    """What ``dataprep stats`` did: the statistics, where they went, the skipped images."""
+
+    stats: dict[str, Any]
+    path: str
+    errors: list[dict[str, str]]
+    seconds: float
+    source: str
+
+    def lines(self) -> list[str]:
+        s = self.stats
+
+        def nums(values: list[float]) -> str:
+            return ", ".join(f"{v:.4f}" for v in values)
+
+        out = [
+            f"stats: {s['num_images']:,} images, {s['num_pixels']:,} pixels from {self.source} "
+            f"in {self.seconds:.1f} s; {len(self.errors):,} skipped",
+            f"  mean   (R, G, B)  {nums(s['mean'])}",
+            f"  std    (R, G, B)  {nums(s['std'])}",
+            f"  eigval            {nums(s['eigval'])}   (pixels in [0, 1])",
+        ]
+        if self.errors:
+            out.append(f"  skipped files are listed in {Path(self.path).parent / 'errors.jsonl'}")
+            out += [f"    {e['reason']}" for e in self.errors[:5]]
+            if len(self.errors) > 5:
+                out.append(f"    ... and {len(self.errors) - 5} more")
+        out.append(f"  wrote {self.path}")
+        return out
+
+
+def _split_source(src: str | os.PathLike, split: str | None,
+                  root: str | os.PathLike | None) -> tuple[Iterable[Record], str]:
+    """The records of ``src`` (of one split when given) and a description of them."""
+    from dataprep.io.scan import scan
+
+    location = Path(src)
+    if split and location.is_dir() and (location / f"{split}.jsonl").is_file():
+        location = location / f"{split}.jsonl"  # the folder `dataprep split` wrote
+    source = scan(location, root=root, split=split)
+    if source.records is None or not split:
+        return source, str(location) + (f" [{split}]" if split and source.records is None else "")
+    if not any(r.split for r in source.records):
+        raise UsageError(
+            f"--split {split}: {src} is not split (a plain image folder or list file); give the "
+            f"manifest instead, e.g. splits/{split}.jsonl, or leave out --split"
+        )
+    records = [r for r in source.records if r.split == split]
+    if not records:
+        names = sorted({r.split for r in source.records})
+        raise UsageError(f"--split {split}: {src} has no records of that split; it has "
+                         f"{', '.join(names)}")
+    return records, f"{location} [{split}]"
+
+
+def _write_stats_errors(folder: Path, errors: list[dict[str, str]]) -> None:
+    """Replace the lines of earlier ``stats`` runs in ``folder/errors.jsonl``; keep the rest."""
+    path = folder / "errors.jsonl"
+    kept = []
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("command") != "stats"]
+    if not kept and not errors:
+        path.unlink(missing_ok=True)
+        return
+    tmp = folder / ".errors.jsonl.tmp"
+    with open(tmp, "w") as f:
+        for line in kept:
+            f.write(line + "\n")
+        for e in errors:
+            f.write(json.dumps(dict(e, command="stats"), sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def stats(src: str | os.PathLike, out: str | os.PathLike, *, split: str | None = None,
+          root: str | os.PathLike | None = None, jobs: int | None = None,
+          short_side: int | None = None, exact: bool = False,
+          max_pixels: int = DEFAULT_MAX_PIXELS, on_error: str = "skip") -> StatsResult:
+    """Compute the statistics of ``src`` (see :func:`compute_stats`) and write them to ``out``.
+
+    ``split``: only that split's records (a manifest's, a shard folder's, or
+    ``{split}.jsonl`` of a folder ``dataprep split`` wrote); PCA lighting wants the train
+    split's. Skipped images are listed in ``errors.jsonl`` beside ``out`` (lines tagged
+    ``"command": "stats"``; other jobs' lines there are kept).
+    """
+    import time
+
+    start = time.perf_counter()
+    records, description = _split_source(src, split, root)
+    result = compute_stats(records, jobs=jobs, max_pixels=max_pixels, short_side=short_side,
+                           exact=exact, on_error=on_error)
+    path = write_stats(result, out)
+    errors = result.pop("errors")
+    _write_stats_errors(path.parent, errors)
+    return StatsResult(result, str(path), errors, time.perf_counter() - start, description)

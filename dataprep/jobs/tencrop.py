@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ from dataprep.errors import ImageError, UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image_sized
 from dataprep.io.scan import scan
 from dataprep.jobs.common import Log, run_job
+from dataprep.ops.augment import Augment
 from dataprep.ops.crop import VIEW_NAMES, ten_crop
 from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
+from dataprep.ops.rng import sample_rng
 from dataprep.records import Record, Sample
 from dataprep.runner import Report
 
@@ -58,11 +61,17 @@ class ResizeTask:
 
 @dataclass(frozen=True)
 class TencropTask(ResizeTask):
-    """Resize, then ten (or five) views: materialized as separate samples, or stored once (lazy)."""
+    """Resize, then ten (or five) views: materialized as separate samples, or stored once (lazy).
+
+    With ``augment``, materialized view ``i`` goes through it with the generator
+    ``sample_rng(seed, key, view=i)`` and its json carries the drawn parameters (``augment``).
+    """
 
     crop: int = 224
     flip: bool = True
     views: str = "materialize"
+    augment: Augment | None = None
+    seed: int = 0
 
     def __call__(self, record: Record) -> list[Sample]:
         img = self.resized(record)
@@ -82,6 +91,11 @@ class TencropTask(ResizeTask):
         for i, view in enumerate(ten_crop(img, self.crop, flip=self.flip)):
             m = dict(meta, key=f"{record.key}_v{i}", source=record.key, view=i,
                      view_name=VIEW_NAMES[i])
+            if self.augment is not None:
+                params = self.augment.make_params(sample_rng(self.seed, record.key, view=i),
+                                                  view.size)
+                view = self.augment.apply_params(view, params)
+                m["augment"] = {name: dict(p) for name, p in params}
             out.append(Sample(f"{record.key}_v{i}", encode_image(view, self.image_format,
                                                                  self.quality),
                               self.image_format, record.label, m))
@@ -99,11 +113,27 @@ def _check_common(short_side: int, image_format: str, quality: int, interpolatio
         raise UsageError(f"--interpolation {interpolation!r}: expected one of {sorted(INTERPOLATIONS)}")
 
 
+def task_params(task: ResizeTask) -> dict[str, Any]:
+    """A task's fields as ledger parameters; an augmentation pipeline as its resolved JSON.
+
+    Without a pipeline the seed changes no pixel, so it is left out of the parameters (and of
+    the output's fingerprint).
+    """
+    params = {f.name: getattr(task, f.name) for f in fields(task)}
+    pipeline = params.pop("augment", None)
+    if pipeline is not None:
+        params["augment"] = pipeline.to_json()
+    else:
+        params.pop("seed", None)
+    return params
+
+
 def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fmt: str,
          views_per_record: int, jobs: int | None, on_error: str, overwrite: bool,
          max_count: int, max_bytes: int | None, split: str | None, root: str | Path | None,
          records: list[Record] | None = None, classes: list[str] | None = None,
-         max_disk: int | None = None, dry_run: bool = False, log: Log | None = None) -> Report:
+         max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
+         extra_params: dict[str, Any] | None = None) -> Report:
     if records is None:
         source = scan(src, root=root)
         classes = source.classes
@@ -116,8 +146,9 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
 
         recs = [replace(r, split=split) for r in recs]
     splits = sorted({r.split or "train" for r in recs}) if isinstance(recs, list) else [split or "train"]
-    params = dict(asdict(task), format=fmt, views_per_record=views_per_record,
-                  max_count=max_count, max_bytes=max_bytes, src=str(src))
+    params = dict(task_params(task), **(extra_params or {}), format=fmt,
+                  views_per_record=views_per_record, max_count=max_count, max_bytes=max_bytes,
+                  src=str(src))
     return run_job(command, recs, task, out, fmt=fmt, classes=classes or [], params=params,
                    splits=splits, jobs=jobs, on_error=on_error, overwrite=overwrite,
                    max_count=max_count, max_bytes=max_bytes, total=total, max_disk=max_disk,
@@ -149,12 +180,18 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
             max_bytes: int | None = None, jobs: int | None = None, on_error: str = "skip",
             overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
             records: list[Record] | None = None, classes: list[str] | None = None,
-            max_disk: int | None = None, dry_run: bool = False, log: Log | None = None) -> Report:
+            max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
+            color_jitter: str | Sequence[float] | None = None, pca_lighting: float = 0.0,
+            stats: str | Path | dict[str, Any] | None = None, seed: int = 0) -> Report:
     """Resize to ``short_side`` then cut ten views (five with ``five`` or ``flip=False``).
 
     View order is torchvision ``TenCrop``'s (DESIGN 5.2). ``views="materialize"`` writes each
     view as a sample ``{key}_v{i}``; ``views="lazy"`` stores the resized image once with the view
     spec in its json, for readers to expand.
+
+    ``color_jitter`` (``"B,C,S,H"``) and ``pca_lighting`` (sigma; eigenvectors from ``stats``,
+    ImageNet's by default) jitter each materialized view with ``sample_rng(seed, key, view=i)``
+    (see :func:`dataprep.jobs.augment.build_augment`); lazy views refuse them.
     """
     _check_common(short_side, image_format, quality, interpolation)
     if crop > short_side:
@@ -162,11 +199,20 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
                          "would fall outside the resized image")
     if views not in VIEW_MODES:
         raise UsageError(f"--views {views!r}: expected one of {VIEW_MODES}")
+    from dataprep.jobs.augment import build_augment
+
+    jitter = build_augment(color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats)
+    if jitter is not None and views == "lazy":
+        raise UsageError("--color-jitter and --pca-lighting change each view's pixels, but "
+                         "--views lazy stores one image for all ten views; use --views "
+                         "materialize, or jitter at training time")
     flip = flip and not five
     task = TencropTask(short_side, interpolation, exact, upscale, image_format, quality,
-                       max_pixels, crop=crop, flip=flip, views=views)
+                       max_pixels, crop=crop, flip=flip, views=views, augment=jitter, seed=seed)
     per_record = 1 if views == "lazy" else (10 if flip else 5)
+    extra = ({"stats": str(stats)} if jitter is not None and stats not in (None, "")
+             and not isinstance(stats, dict) else {})
     return _run("tencrop", src, out, task, fmt=fmt, views_per_record=per_record, jobs=jobs,
                 on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
                 split=split, root=root, records=records, classes=classes, max_disk=max_disk,
-                dry_run=dry_run, log=log)
+                dry_run=dry_run, log=log, extra_params=extra)

@@ -2,14 +2,16 @@
 
 How work is split (the reason DDP cannot hang): there are ``G = world_size x workers`` global
 workers. Each epoch the parts are shuffled with a generator every rank seeds alike, then dealt
-round-robin (:func:`plan_parts`); when there are fewer parts than workers, workers share a part
-and keep every ``stride``-th sample. Every rank runs exactly ``batches`` training batches per
-epoch, computed beforehand from the sample counts (:func:`batches_per_epoch`), whatever it was
-dealt: a worker cycles over its parts when they run out and stops at its quota. Validation reads
-every sample exactly once and may give ranks different batch counts: it runs no collective.
+by sample count (:func:`plan_parts`): a part much larger than a worker's fair share, or one of
+fewer parts than workers, is sliced, each worker keeping every ``stride``-th sample. Every rank
+runs exactly ``batches`` training batches per epoch, computed beforehand from the sample counts
+(:func:`batches_per_epoch`), whatever it was dealt: a worker cycles over its parts when they run
+out and stops at its quota. Validation reads every sample exactly once and may give ranks
+different batch counts: it runs no collective.
 
-Randomness (DESIGN 5.5): shard order from ``(seed, epoch)``, the buffer from ``(seed, epoch,
-worker)``, each augmentation from ``(seed, key, view, epoch)``; nothing touches global state.
+Randomness (DESIGN 5.5): shard order from ``(seed, epoch)``, a worker's passes and buffer from
+``(seed, epoch, worker, pass)``, each augmentation from ``(seed, key, view, epoch)``; nothing
+touches global state.
 Batches leave the workers as uint8 NCHW tensors (channels-last in memory); normalization runs
 on the device (:func:`normalize`).
 """
@@ -51,23 +53,43 @@ class Assignment:
     offset: int = 0
 
 
-def plan_parts(num_parts: int, num_workers: int) -> list[list[Assignment]]:
-    """Deal ``num_parts`` parts to ``num_workers`` global workers; every sample goes exactly once.
+def plan_parts(counts: list[int | None], num_workers: int) -> list[list[Assignment]]:
+    """Deal parts (of ``counts`` samples each, in the given order) to ``num_workers`` global
+    workers so that every sample goes to exactly one worker and the workers' totals are close.
 
-    ``num_parts >= num_workers``: worker ``g`` gets parts ``g, g + G, ...``. Fewer parts than
-    workers: worker ``g`` reads part ``g % n`` and keeps one sample in ``m``, where ``m`` workers
-    share that part. 3 parts, 4 workers -> [(0, 2, 0)], [(1, 1, 0)], [(2, 1, 0)], [(0, 2, 1)].
+    A part much larger than the fair share ``ceil(total / num_workers)`` is cut into ``k``
+    stride slices (``i % k == j``), each read by a different worker; parts are cut until there
+    are at least as many slices as workers (when samples allow). Slices are then dealt largest
+    first to the least loaded worker (ties: earlier part, lower worker). Unknown counts
+    (``None``) count as equal and are never cut. 3 parts of 5 samples, 4 workers ->
+    [(1, 1, 0)], [(2, 1, 0)], [(0, 2, 0)], [(0, 2, 1)] as (part, stride, offset).
     """
-    if num_parts <= 0:
+    if not counts:
         raise ShardError("no shards to read")
-    if num_parts >= num_workers:
-        return [[Assignment(p) for p in range(g, num_parts, num_workers)]
-                for g in range(num_workers)]
-    plan = []
-    for g in range(num_workers):
-        p = g % num_parts
-        sharing = len(range(p, num_workers, num_parts))
-        plan.append([Assignment(p, sharing, g // num_parts)])
+    known = all(c is not None for c in counts)
+    sizes = [int(c) if known else 1 for c in counts]  # type: ignore[arg-type]
+    cuts = [1] * len(sizes)
+    if known:
+        fair = max(1, -(-sum(sizes) // num_workers))
+        cuts = [max(1, round(n / fair)) for n in sizes]
+    while sum(cuts) < num_workers:
+        grow = [i for i, n in enumerate(sizes) if n > cuts[i]] if known else \
+            list(range(len(sizes)))
+        if not grow:
+            break
+        i = max(grow, key=lambda i: (sizes[i] / cuts[i], -i))
+        cuts[i] += 1
+    slices = []
+    for i, (n, k) in enumerate(zip(sizes, cuts, strict=True)):
+        for j in range(k):
+            slices.append((len(range(j, n, k)) if known else 1, i, Assignment(i, k, j)))
+    slices.sort(key=lambda t: (-t[0], t[1], t[2].offset))
+    plan: list[list[Assignment]] = [[] for _ in range(num_workers)]
+    load = [0] * num_workers
+    for size, _, a in slices:
+        w = min(range(num_workers), key=lambda w: (load[w], w))
+        plan[w].append(a)
+        load[w] += size
     return plan
 
 
@@ -271,7 +293,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         order = list(range(len(self.parts)))
         if self.train:
             order = list(sample_rng(self.seed, "parts", 0, self.epoch).permutation(order))
-        plan = plan_parts(len(order), num_global)[g]
+        plan = plan_parts([self.parts[i].num_samples for i in order], num_global)[g]
         return [(self.parts[order[a.part]], a) for a in plan]
 
     def _views(self, samples: Iterable[Sample], rng: np.random.Generator,

@@ -120,10 +120,11 @@ def set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> None
         group["lr"] = base * factor * group["lr_mult"]
 
 
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """How many rows have their label among the ``k`` largest logits (a 0-d tensor)."""
     k = min(k, logits.shape[1])
     top = logits.topk(k, dim=1).indices
-    return int((top == labels[:, None]).any(dim=1).sum())
+    return (top == labels[:, None]).any(dim=1).sum()
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -377,7 +378,9 @@ class Trainer:
         self._train_mode()
         self.train_stream.set_epoch(epoch)
         loader = make_loader(self.train_stream, cfg.workers, self.device.type == "cuda")
-        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, samples, non-finite
+        # on the device, read back only for the progress bar: no per-step host sync on GPUs
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss sum, correct,
+        #                                                             samples, non-finite
         bar = _progress(self.batches, f"epoch {epoch + 1}/{cfg.epochs}",
                         cfg.progress and self.dist.main)
         start, batches = time.perf_counter(), 0
@@ -402,26 +405,28 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
             batches += 1
-            loss_value = float(loss.detach())
-            finite = math.isfinite(loss_value)
-            totals += torch.tensor([loss_value * len(y) if finite else 0.0,
-                                    topk_correct(logits.detach(), y, 1), len(y), not finite],
-                                   dtype=torch.float64)
+            with torch.no_grad():
+                value = loss.detach().double()
+                finite = torch.isfinite(value)
+                correct = (logits.detach().argmax(dim=1) == y).sum().double()
+                totals += torch.stack([torch.where(finite, value * len(y), 0.0), correct,
+                                       torch.full_like(value, len(y)), (~finite).double()])
             if bar is not None:
                 bar.update(1)
-                if i % 5 == 0 or i + 1 == self.batches:
-                    seen = totals[2].item()
-                    bar.set_postfix(loss=f"{totals[0].item() / max(seen, 1):.4f}",
+                if i % 10 == 0 or i + 1 == self.batches:
+                    loss_sum, _, seen, _ = totals.tolist()
+                    bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}",
                                     img_s=f"{seen / (time.perf_counter() - start):.0f}")
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - start
         per_rank = self._gather(batches)
         self._reduce(totals)
-        n = max(totals[2].item(), 1)
-        return {"train_loss": totals[0].item() / n, "train_top1": totals[1].item() / n,
-                "train_samples": int(totals[2].item()), "nonfinite_batches": int(totals[3]),
-                "images_per_s": totals[2].item() / seconds, "train_seconds": seconds,
+        loss_sum, correct, samples, nonfinite = totals.tolist()
+        n = max(samples, 1)
+        return {"train_loss": loss_sum / n, "train_top1": correct / n,
+                "train_samples": int(samples), "nonfinite_batches": int(nonfinite),
+                "images_per_s": samples / seconds, "train_seconds": seconds,
                 "batches_per_rank": per_rank,
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
@@ -431,7 +436,8 @@ class Trainer:
             return {}
         self.model.eval()  # the bare module: no DDP collectives, ranks may differ in batches
         num_classes = self.cfg.num_classes or 0
-        totals = torch.zeros(4 + num_classes, dtype=torch.float64)
+        # loss sum, top-1, top-5, samples, then samples per class (for the chance level)
+        totals = torch.zeros(4 + num_classes, dtype=torch.float64, device=self.device)
         start = time.perf_counter()
         for x, y in make_loader(self.val_stream, self.cfg.workers,
                                 self.device.type == "cuda"):
@@ -439,23 +445,24 @@ class Trainer:
             with self._autocast():
                 logits = self.model(x).float()
             loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-            totals[0] += float(loss)
-            totals[1] += topk_correct(logits, y, 1)
-            totals[2] += topk_correct(logits, y, 5)
-            totals[3] += len(y)
-            totals[4:] += torch.bincount(y.cpu(), minlength=num_classes).double()
+            totals[:4] += torch.stack([loss.double(), topk_correct(logits, y, 1).double(),
+                                       topk_correct(logits, y, 5).double(),
+                                       torch.tensor(len(y), dtype=torch.float64,
+                                                    device=self.device)])
+            totals[4:] += torch.bincount(y, minlength=num_classes).double()
         self._reduce(totals)
-        n = max(totals[3].item(), 1)
-        return {"val_loss": totals[0].item() / n, "val_top1": totals[1].item() / n,
-                "val_top5": totals[2].item() / n, "val_samples": int(totals[3].item()),
-                "val_seconds": time.perf_counter() - start,
-                "chance": totals[4:].max().item() / n if num_classes else 0.0}
+        values = totals.tolist()
+        n = max(values[3], 1)
+        return {"val_loss": values[0] / n, "val_top1": values[1] / n, "val_top5": values[2] / n,
+                "val_samples": int(values[3]), "val_seconds": time.perf_counter() - start,
+                "chance": max(values[4:]) / n if num_classes else 0.0}
 
     def _reduce(self, t: torch.Tensor) -> None:
+        """Sum ``t`` over ranks, in place (a no-op for a single process)."""
         if self.dist.active:
             buf = t.to(self.device)
             dist.all_reduce(buf)
-            t.copy_(buf.cpu())
+            t.copy_(buf)
 
     def _gather(self, value: int) -> list[int]:
         if not self.dist.active:
@@ -507,15 +514,16 @@ class Trainer:
     def _write(self, m: dict[str, Any]) -> None:
         from dataprep.train.plots import plot_curves
 
+        state = self._checkpoint_state()
+        save_checkpoint(self.out / "last.pt", state)  # first: metrics never run ahead of it
+        if m.get("best"):
+            save_checkpoint(self.out / "best.pt", state)
         lines = "".join(json.dumps(h) + "\n" for h in self.history)
         tmp = self.out / ".metrics.jsonl.tmp"
         tmp.write_text(lines)
         os.replace(tmp, self.out / "metrics.jsonl")
-        state = self._checkpoint_state()
-        save_checkpoint(self.out / "last.pt", state)
-        if m.get("best"):
-            save_checkpoint(self.out / "best.pt", state)
-        plot_curves(self.history, self.out / "curves.png", freeze_epochs=self.cfg.freeze_epochs)
+        plot_curves(self.history, self.out / "curves.png", self.cfg.freeze_epochs,
+                    self.cfg.num_classes or 0)
 
     def run(self) -> TrainResult:
         cfg = self.cfg

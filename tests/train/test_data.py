@@ -33,21 +33,36 @@ AUG = Augment(img_size=32, short_side=36)
 
 @pytest.mark.parametrize("num_parts", range(1, 9))
 @pytest.mark.parametrize("num_workers", range(1, 9))
-def test_plan_deals_every_sample_exactly_once(num_parts, num_workers):
-    lengths = [5 + 3 * p for p in range(num_parts)]
+@pytest.mark.parametrize("shape", ["rising", "one_big", "unknown"])
+def test_plan_deals_every_sample_exactly_once(num_parts, num_workers, shape):
+    lengths = {"rising": [5 + 3 * p for p in range(num_parts)],
+               "one_big": [200] + [7] * (num_parts - 1),
+               "unknown": [9] * num_parts}[shape]
+    counts = [None] * num_parts if shape == "unknown" else lengths
     seen = Counter()
-    plan = plan_parts(num_parts, num_workers)
-    assert len(plan) == num_workers and all(plan)  # nobody idles
+    plan = plan_parts(counts, num_workers)
+    assert len(plan) == num_workers
+    if (shape != "unknown" and sum(lengths) >= num_workers) or num_parts >= num_workers:
+        assert all(plan)  # nobody idles while there are samples to share
     for assignments in plan:
         for a in assignments:
             seen.update((a.part, i) for i in range(lengths[a.part]) if i % a.stride == a.offset)
     assert set(seen.values()) == {1}
     assert len(seen) == sum(lengths)
+    if shape == "one_big" and num_workers > 1:  # the big part is sliced: loads stay close
+        loads = [sum(len(range(a.offset, lengths[a.part], a.stride)) for a in w) for w in plan]
+        assert max(loads) <= 1.5 * sum(lengths) / num_workers + 7
 
 
 def test_plan_example_from_the_docstring():
-    got = [[(a.part, a.stride, a.offset) for a in w] for w in plan_parts(3, 4)]
-    assert got == [[(0, 2, 0)], [(1, 1, 0)], [(2, 1, 0)], [(0, 2, 1)]]
+    got = [[(a.part, a.stride, a.offset) for a in w] for w in plan_parts([5, 5, 5], 4)]
+    assert got == [[(1, 1, 0)], [(2, 1, 0)], [(0, 2, 0)], [(0, 2, 1)]]
+
+
+def test_plan_balances_uneven_shards():
+    plan = plan_parts([500, 500, 500, 500, 99], 2)
+    loads = [sum([500, 500, 500, 500, 99][a.part] for a in w) for w in plan]
+    assert sorted(loads) == [1000, 1099]
 
 
 def test_batches_per_epoch():

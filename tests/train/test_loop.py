@@ -97,7 +97,7 @@ def _kill_after_first_epoch(args: list[str], run: Path) -> None:
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if (run / "metrics.jsonl").exists():
+        if (run / "last.pt").exists():
             proc.send_signal(signal.SIGKILL)  # a crash, not a clean stop
             break
         time.sleep(0.01)
