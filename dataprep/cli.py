@@ -342,7 +342,8 @@ def _register_optional() -> None:
 
     for module, names in (("dataprep.train.cli", ("train", "summary", "evaluate")),
                           ("dataprep.jobs.stats_cli", ("stats", "augment", "preview")),
-                          ("dataprep.jobs.verify", ("verify_cmd",))):
+                          ("dataprep.jobs.verify", ("verify_cmd",)),
+                          ("dataprep.train.eval_cli", ("evaluate", "learning_curve"))):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

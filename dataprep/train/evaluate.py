@@ -271,7 +271,7 @@ def evaluate_model(loaded: LoadedModel, data: str, *, modes: tuple[str, ...] = M
     """
     modes = parse_modes(modes)
     if primary is not None and primary not in modes:
-        raise UsageError(f"--primary {primary!r} is not among the evaluated modes "
+        raise UsageError(f"--primary {primary} is not among the evaluated modes "
                          f"{', '.join(modes)}; add it to --tta")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -333,7 +333,8 @@ def evaluate_model(loaded: LoadedModel, data: str, *, modes: tuple[str, ...] = M
                              np.concatenate(v["true"]), np.concatenate(v["top5"]), seconds[m])
                for m, v in per_mode.items()}
     chosen = primary or pick_primary(results, y_all)
-    info = dict(loaded.info, data=str(data), split=split, device=str(dev),
+    info = dict(loaded.info, img_size=loaded.spec.crop, short_side=loaded.spec.short_side,
+                data=str(data), split=split, device=str(dev),
                 batch_size=batch_size, tags_file=str(tags) if tags else None)
     if skipped:
         log.warning("%d sample(s) could not be decoded and were skipped (first: %s: %s)",

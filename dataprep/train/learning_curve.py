@@ -163,7 +163,7 @@ def learning_curve(src: str, out: str | Path, *, per_class: Sequence[int] | str,
         trained = train(cfg)
         seconds = sum(h.get("train_seconds", 0.0) for h in trained.history)
         evaluated = evaluate_model(load_model(folder / "run" / "last.pt"), val_shards,
-                                   modes=modes, split="val", batch_size=max(batch, 32),
+                                   modes=modes, batch_size=max(batch, 32),
                                    device=base.device)
         (folder / "metrics.json").write_text(json.dumps(metrics_dict(evaluated), indent=2)
                                              + "\n")

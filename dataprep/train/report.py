@@ -245,7 +245,7 @@ def _md(text: Any) -> str:
 
 
 def _pct(v: float | None) -> str:
-    return "" if v is None else f"{100 * v:.1f}%"
+    return "–" if v is None else f"{100 * v:.1f}%"
 
 
 def report_markdown(result: EvalResult, files: list[str], per_class_sheet: int) -> str:
@@ -257,8 +257,9 @@ def report_markdown(result: EvalResult, files: list[str], per_class_sheet: int) 
     if info.get("best_val_top1") is not None:
         trained.append(f"training's best val top-1 {info['best_val_top1']:.4f} at epoch "
                        f"{info.get('best_epoch')}")
-    lines += [f"- checkpoint: `{info.get('checkpoint', '')}` (model `{info.get('model', '')}`"
-              + (f", {'; '.join(trained)}" if trained else "") + ")",
+    what = f"model `{info.get('model', '?')}`" + (f", {'; '.join(trained)}" if trained else "")
+    lines += [f"- checkpoint: `{info['checkpoint']}` ({what})" if info.get("checkpoint")
+              else f"- {what}",
               f"- data: `{info['data']}`, split `{info['split']}`: {result.num_samples} images, "
               f"{len(result.classes)} classes"
               + (f", {len(result.skipped)} unreadable (skipped)" if result.skipped else ""),

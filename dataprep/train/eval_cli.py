@@ -1,0 +1,171 @@
+"""``dataprep evaluate`` and ``dataprep learning-curve``: parse flags, call the library, render.
+
+Importing this module is cheap (click and stdlib only); torch and matplotlib load inside the
+commands, with an install hint when missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from dataprep.errors import DataprepError, UsageError, require
+
+MODE_NAMES = ("resize", "center", "five", "ten", "flip", "mix")  # = dataprep.train.tta.MODES
+
+
+def _modes(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from dataprep.train.tta import parse_modes
+
+    try:
+        return parse_modes(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("dataprep.train")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@click.command("evaluate")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("data")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Report folder: report.md, metrics.json, confusion.csv/png, per_class.csv, "
+                   "misclassified.csv/png (per_tag.csv).")
+@click.option("--tta", default=",".join(MODE_NAMES), show_default=True, callback=_modes,
+              help="Test-time modes, comma-separated: resize (squash to crop x crop), center, "
+                   "five, ten (DESIGN 5.2 order), flip (center + mirror), mix (resize and "
+                   "five-crop probabilities averaged); or all.")
+@click.option("--primary", type=click.Choice(MODE_NAMES), default=None,
+              help="Mode the confusion matrix, per-class and misclassified files describe "
+                   "[default: the best top-1].")
+@click.option("--split", default=None,
+              help="Split of DATA to read [default: the first of val, test, train it has].")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images decoded at once; also views per forward pass.")
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto",
+              show_default=True)
+@click.option("--tags", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV of key,tag rows (key or source path): accuracy per tag, besides the "
+                   "tags / tag fields of the samples' json.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None,
+              help="Evaluate only the first N samples (a quick look).")
+@click.option("--sheet-per-class", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Misclassified images per true class in misclassified.png.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def evaluate(checkpoint: str, data: str, out: str, tta: tuple[str, ...], primary: str | None,
+             split: str | None, batch_size: int, device: str, tags: str | None,
+             max_samples: int | None, sheet_per_class: int, progress: bool) -> None:
+    """Evaluate a `dataprep train` checkpoint on shards in several test-time modes.
+
+    DATA: WebDataset directory, brace pattern, http(s):// or pipe: URL, or LMDB holding one
+    stored image per record (e.g. the val split resized to a 256 short side). The model, its
+    classes, crop size and normalization come from the checkpoint.
+
+    \b
+      dataprep evaluate runs/r18/best.pt shards -o runs/r18/eval
+      dataprep evaluate best.pt val-shards -o eval --tta center,ten --tags tags.csv
+    """
+    try:
+        require("torch", "train")
+        from dataprep.train.evaluate import evaluate as run_evaluation
+
+        _logging()
+        result = run_evaluation(checkpoint, data, out, modes=tta, primary=primary,
+                                split=split, batch_size=batch_size, device=device, tags=tags,
+                                max_samples=max_samples, progress=progress,
+                                per_class_sheet=sheet_per_class)
+    except DataprepError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{result.num_samples} images of {data} (split {result.info['split']}), "
+               f"{len(result.classes)} classes, {result.info['model']} on {result.info['device']}")
+    for line in result.lines():
+        click.echo(line)
+    wrong = int((result.modes[result.primary].pred != result.labels).sum())
+    click.echo(f"primary: {result.primary} ({result.primary_reason}); {wrong} misclassified")
+    if result.skipped:
+        click.echo(f"{len(result.skipped)} unreadable sample(s) skipped (listed in metrics.json)")
+    click.echo(f"report: {out}/report.md")
+
+
+def _ints(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from dataprep.train.learning_curve import parse_sizes
+
+    try:
+        return parse_sizes(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("learning-curve")
+@click.argument("src", type=click.Path(exists=True))
+@click.option("--per-class", required=True, callback=_ints,
+              help="Training images per class, comma-separated, e.g. 10,20,50,100.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Folder for learning_curve.csv/png and one n{N}/ folder per size.")
+@click.option("--val", default=None, type=click.Path(exists=True),
+              help="Fixed validation set (images, manifest or shards) [default: split SRC "
+                   "once with --ratio].")
+@click.option("--ratio", type=float, default=0.8, show_default=True,
+              help="Share of each class that may be used for training when --val is not given.")
+@click.option("--short-side", type=click.IntRange(min=1), default=None,
+              help="Stored (and training) short side [default: img-size / 0.875].")
+@click.option("--tta", default="center", show_default=True, callback=_modes,
+              help="Test-time modes evaluated per size (as for `dataprep evaluate`).")
+@click.option("--min-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="At least this many optimizer steps per size (small sizes otherwise get few).")
+@click.option("--model", default="resnet18", show_default=True)
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Local state_dict to start from (fine-tuning); its classifier is replaced.")
+@click.option("--img-size", type=click.IntRange(min=1), default=224, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw", "adagrad", "rmsprop")),
+              default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--head-lr-mult", type=float, default=1.0, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto",
+              show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Loader processes of the trainer.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes that resize the shards [default: all cores].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace shards of an earlier curve in OUT.")
+def learning_curve(src: str, per_class: list[int], out: str, val: str | None, ratio: float,
+                   short_side: int | None, tta: tuple[str, ...], min_steps: int,
+                   jobs: int | None, seed: int, overwrite: bool, **train_options: Any) -> None:
+    """Validation accuracy against training images per class.
+
+    SRC: image folder, list file or manifest. The validation set is fixed once (--val, or a
+    seeded split of SRC); for each size N the training images are `split --per-class-limit N`
+    of the training part (nested subsets), resized into shards, trained, and the last
+    checkpoint evaluated.
+
+    \b
+      dataprep learning-curve images/ --per-class 10,20,50,100 -o curve \\
+          --model mobilenet_v2 --weights mnv2.pth --img-size 128 --epochs 2
+    """
+    try:
+        require("torch", "train")
+        from dataprep.train.learning_curve import learning_curve as run_curve
+
+        _logging()
+        result = run_curve(src, out, per_class=per_class, val=val, ratio=ratio, seed=seed,
+                           short_side=short_side, modes=tta, min_steps=min_steps, jobs=jobs,
+                           overwrite=overwrite, log=click.echo, **train_options)
+    except DataprepError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in result.lines():
+        click.echo(line)
