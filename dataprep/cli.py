@@ -53,8 +53,30 @@ def _recipe_callback(ctx: click.Context, param: click.Parameter, value: str | No
     ctx.default_map = {**(ctx.default_map or {}), **table}
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    ctx.meta[f"dataprep.{param.name}"] = value
+
+
+def cluster_options(f: Callable) -> Callable:
+    """--backend and --scheduler/--address: where the worker tasks run (see runner.cluster)."""
+    from dataprep.runner import BACKENDS
+
+    f = click.option("--scheduler", "--address", "scheduler", default=None, metavar="ADDRESS",
+                     expose_value=False, callback=_remember,
+                     help="Address of an existing Dask scheduler (tcp://host:8786) or Ray "
+                          "cluster (host:6379) for --backend dask|ray [default: start a local "
+                          "one].")(f)
+    f = click.option("--backend", type=click.Choice(BACKENDS), default="loky",
+                     show_default=True, expose_value=False, callback=_remember,
+                     help="loky: local processes; dask / ray: the workers of a cluster "
+                          "(pip install 'dataprep[dist]'). The output is the same.")(f)
+    return f
+
+
 def common_options(f: Callable) -> Callable:
-    """--recipe, --jobs, --seed, --on-error, --overwrite: accepted by every writing verb."""
+    """--recipe, --jobs, --seed, --on-error, --overwrite, --dry-run, --max-disk, --backend,
+    --scheduler: accepted by every writing verb."""
+    f = cluster_options(f)
     f = click.option("--overwrite", is_flag=True,
                      help="Replace earlier output of the same split (default: a rerun of the "
                           "same command resumes or skips; another command is refused).")(f)
@@ -134,8 +156,13 @@ def reports_errors(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dataprep.runner import cluster
+
+        meta = click.get_current_context().meta
         try:
-            return f(*args, **kwargs)
+            with cluster(meta.get("dataprep.backend", "loky"), meta.get("dataprep.scheduler"),
+                         jobs=kwargs.get("jobs")):
+                return f(*args, **kwargs)
         except DataprepError as exc:
             raise click.ClickException(str(exc)) from exc
 
@@ -323,6 +350,7 @@ def shard_cmd(src, out, format, max_count, max_bytes, shuffle, balance, reencode
               help="Override the recipe's output folder.")
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
 @click.option("--overwrite", is_flag=True, help="Replace earlier output.")
+@cluster_options
 @reports_errors
 def run_cmd(recipe, src, out, jobs, overwrite):
     """Run a whole chain from a TOML recipe: split, then resize/tencrop/shard per split.
