@@ -128,11 +128,14 @@ def scan_list(list_file: str | Path, root: str | Path | None = None) -> Source:
     else:
         classes = sorted(set(labels), key=natural_key)
         to_label = {name: i for i, name in enumerate(classes)}
+    base_abs = os.path.abspath(base)
     records = []
     for rel, lab, _ in rows:
-        path = rel if os.path.isabs(rel) else os.path.join(base, rel)
-        records.append(Record(key=make_key(rel.lstrip("/")), path=os.path.abspath(path),
-                              label=to_label[lab], class_name=classes[to_label[lab]]))
+        path = rel if rel.startswith("/") else f"{base_abs}/{rel}"
+        if "/." in path or "//" in path:  # normpath is costly; most paths need none
+            path = os.path.normpath(path)
+        label = to_label[lab]
+        records.append(Record(make_key(rel.lstrip("/")), path, label, classes[label]))
     return Source("list", str(list_file), classes, _dedupe_keys(records))
 
 
