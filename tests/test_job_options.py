@@ -139,8 +139,6 @@ def test_tencrop_of_a_shard_source(image_folder, tmp_path, fmt):
     assert a == b
 
 
-@pytest.mark.xfail(strict=True, reason="streamed shard sources are planned as split 'train' "
-                                       "whatever split their records carry")
 def test_tencrop_of_a_val_shard_source_plans_the_val_split(image_folder, tmp_path):
     shard(image_folder, tmp_path / "wds", split="val", jobs=1)
     out = tmp_path / "t"

@@ -35,6 +35,7 @@ class Source:
     records: list[Record] | None = None  # eager sources
     _stream: object = field(default=None, repr=False)  # shard sources: callable -> Iterator
     num_records: int | None = None
+    splits: list[str] | None = None  # shard sources: the splits their files hold
 
     def __iter__(self) -> Iterator[Record]:
         if self.records is not None:
@@ -170,14 +171,17 @@ def _shard_source(kind: str, location: str, split: str | None) -> Source:
 
     classes: list[str] = []
     num: int | None = None
+    parts: list[tuple[str, str]]  # (split, shard or environment), in reading order
     if kind == "lmdb":
         envs = readers.list_lmdbs(location, split)
+        parts = [(split or _split_of(env, ".lmdb"), env) for env in envs]
         num = 0
         for env in envs:
             n, classes = readers.lmdb_header(env)
             num += n
     else:
         shards = readers.list_tar_shards(location, split)
+        parts = [(split or _split_of(shard, ".tar"), shard) for shard in shards]
         folder = Path(shards[0]).parent
         info = read_json(folder / "_info.json", None)
         if info is not None:
@@ -190,14 +194,30 @@ def _shard_source(kind: str, location: str, split: str | None) -> Source:
             classes = classes or entry.get("classes", [])
 
     def stream() -> Iterator[Record]:
-        for s in readers.iter_samples(location, split):
-            meta = dict(s.meta)
-            yield Record(key=safe_key(s.key), path=str(meta.get("path", "")), label=s.cls,
-                         class_name=str(meta.get("class_name", s.cls)),
-                         split=str(meta.get("split", split or "")), data=s.image, ext=s.ext,
-                         meta=meta)
+        for part_split, part in parts:
+            samples = (readers.iter_lmdb(part) if kind == "lmdb" else
+                       (readers.to_sample(d) for d in readers.iter_tar(part)))
+            for s in samples:
+                meta = dict(s.meta)
+                if "split" in meta and part_split:  # the shard's own split name is the truth
+                    meta["split"] = part_split
+                yield Record(key=safe_key(s.key), path=str(meta.get("path", "")), label=s.cls,
+                             class_name=str(meta.get("class_name", s.cls)), split=part_split,
+                             data=s.image, ext=s.ext, meta=meta)
 
-    return Source(kind, location, classes, None, stream, num)
+    source = Source(kind, location, classes, None, stream, num)
+    source.splits = sorted({name for name, _ in parts})
+    return source
+
+
+def _split_of(path: str, suffix: str) -> str:
+    """Split name of a shard file or LMDB: ``val-000003.tar`` -> val, ``train.lmdb`` -> train;
+    "" when the name follows neither pattern (the job's default split is used)."""
+    name = Path(path).name
+    if suffix == ".tar":
+        m = re.fullmatch(r"(.+)-\d+\.tar", name)
+        return m.group(1) if m else ""
+    return name[: -len(suffix)] if name.endswith(suffix) else ""
 
 
 def scan(src: str | Path, root: str | Path | None = None, split: str | None = None) -> Source:

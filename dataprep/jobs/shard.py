@@ -96,8 +96,22 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
         raise UsageError("shard writes shards: --format webdataset or lmdb")
     if max_count < 1:
         raise UsageError(f"--max-count must be at least 1, got {max_count}")
+    task = ShardTask(reencode, image_format, quality, max_pixels, expand_views)
+    params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
+                  shuffle=shuffle, seed=seed, src=str(src), views_per_record=1,
+                  **({"balance": balance} if balance else {}))
     source = scan(src, root=root, split=None)
-    records: list[Record] = list(source)
+    if source.records is None and not (shuffle or balance):
+        # shards in, shards out: stream, so memory does not grow with the source; re-packing
+        # is I/O bound (the bytes would only travel through workers) unless views are expanded
+        stream = (replace(r, split=split) for r in source) if split else source
+        splits = [split] if split else sorted({s or "train" for s in source.splits or []})
+        return run_job("shard", stream, task, out, fmt=fmt, classes=source.classes,
+                       params=params, splits=splits or ["train"],
+                       jobs=jobs if expand_views else 1, on_error=on_error,
+                       overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
+                       total=source.num_records, max_disk=max_disk, dry_run=dry_run, log=log)
+    records: list[Record] = list(source)  # shuffling and balancing need the whole list
     if split:
         records = [replace(r, split=split) for r in records]
     if balance:
@@ -111,10 +125,6 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
         order = list(range(len(records)))
         random.Random(seed).shuffle(order)
         records = [records[i] for i in order]
-    task = ShardTask(reencode, image_format, quality, max_pixels, expand_views)
-    params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
-                  shuffle=shuffle, seed=seed, src=str(src), views_per_record=1,
-                  **({"balance": balance} if balance else {}))
     splits = sorted({r.split or "train" for r in records})
     # Re-packing existing shards is I/O bound; the bytes would only travel through workers.
     n_jobs = 1 if source.kind in ("webdataset", "lmdb") and not expand_views else jobs

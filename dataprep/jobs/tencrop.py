@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,18 +134,23 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
          records: list[Record] | None = None, classes: list[str] | None = None,
          max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
          extra_params: dict[str, Any] | None = None) -> Report:
+    stream_splits: list[str] = []
     if records is None:
         source = scan(src, root=root)
         classes = source.classes
-        recs = list(source) if source.records is not None else source
+        recs: list[Record] | Iterable[Record] = (
+            source.records if source.records is not None else source)
         total = len(source) if source.records is not None or source.num_records else None
+        stream_splits = source.splits or []
     else:
         recs, total = records, len(records)
-    if split:
-        from dataclasses import replace
-
-        recs = [replace(r, split=split) for r in recs]
-    splits = sorted({r.split or "train" for r in recs}) if isinstance(recs, list) else [split or "train"]
+    if split:  # one output split, whatever the source's records say (streams stay streams)
+        renamed = (replace(r, split=split) for r in recs)
+        recs, splits = (list(renamed) if isinstance(recs, list) else renamed), [split]
+    elif isinstance(recs, list):
+        splits = sorted({r.split or "train" for r in recs})
+    else:
+        splits = sorted({s or "train" for s in stream_splits}) or ["train"]
     params = dict(task_params(task), **(extra_params or {}), format=fmt,
                   views_per_record=views_per_record, max_count=max_count, max_bytes=max_bytes,
                   src=str(src))
