@@ -65,17 +65,37 @@ def open_image(
                             upscale=upscale)[0]
 
 
+def orient_box(box: tuple[float, float, float, float], size: tuple[int, int],
+               orientation: int) -> tuple[float, float, float, float]:
+    """``box`` in an image of ``size``, moved to where EXIF ``orientation`` puts it."""
+    x0, y0, x1, y1 = box
+    w, h = size
+    point = {
+        2: lambda x, y: (w - x, y), 3: lambda x, y: (w - x, h - y), 4: lambda x, y: (x, h - y),
+        5: lambda x, y: (y, x), 6: lambda x, y: (h - y, x), 7: lambda x, y: (h - y, w - x),
+        8: lambda x, y: (y, w - x),
+    }.get(orientation)
+    if point is None:
+        return box
+    (ax, ay), (bx, by) = point(x0, y0), point(x1, y1)
+    return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
+
+
 def open_image_sized(
     src: str | Path | bytes,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_short_side: int | None = None,
     upscale: bool = False,
-) -> tuple[Image.Image, tuple[int, int]]:
-    """Open, guard, orient and convert an image to RGB; also return its full oriented size.
+) -> tuple[Image.Image, tuple[int, int], tuple[float, float, float, float] | None]:
+    """Open, guard, orient and convert an image to RGB; also return its full oriented size and,
+    after a draft decode, the box of the drafted image that the full image covers.
 
     The size is that of the full-resolution image after EXIF orientation, which a draft decode
-    hides: resizing must be sized from it so drafting never changes the output size.
+    hides: resizing must be sized from it so drafting never changes the output size. A drafted
+    image is rounded up to whole 8x8 blocks, so its last row and column cover only part of a
+    source block; resizing from the box (Pillow's ``resize(box=...)``, as ``thumbnail`` does)
+    keeps the geometry exact instead of stretching by that fraction.
 
     ``draft_short_side``: when set and the input is a JPEG, use ``Image.draft`` (DCT-domain
     downscale by 1/2, 1/4 or 1/8) as long as the decoded size stays >= the size a short-side
@@ -103,13 +123,19 @@ def open_image_sized(
                     f"{name}: {w}x{h} = {w * h:,} pixels exceeds --max-pixels {max_pixels:,} "
                     "(decompression bomb guard); raise --max-pixels if the image is genuine"
                 )
+            box = None
             if draft_short_side and img.format == "JPEG":
                 target = short_side_size(w, h, draft_short_side, upscale=upscale)
-                img.draft("RGB", target)
+                drafted = img.draft("RGB", target)
+                if drafted is not None and img.size != (w, h):
+                    box = drafted[1]
             img.load()
-            swap = img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+            orientation = img.getexif().get(_ORIENTATION, 1)
+            if box is not None:
+                box = orient_box(box, img.size, orientation)
             img = ImageOps.exif_transpose(img)
-            return _to_rgb(img), ((h, w) if swap else (w, h))
+            size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+            return _to_rgb(img), size, box
     except ImageError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:

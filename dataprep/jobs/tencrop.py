@@ -36,12 +36,12 @@ class ResizeTask:
 
     def resized(self, record: Record):
         src = record.data if record.data is not None else record.path
-        img, source_size = open_image_sized(
+        img, source_size, box = open_image_sized(
             src, max_pixels=self.max_pixels,
             draft_short_side=None if self.exact else self.short_side, upscale=self.upscale)
         # a JPEG draft decodes at reduced scale: size the output from the full image
         return resize_short_side(img, self.short_side, self.interpolation, upscale=self.upscale,
-                                 source_size=source_size)
+                                 source_size=source_size, box=box)
 
     def meta(self, record: Record) -> dict[str, Any]:
         meta = dict(record.meta or {})

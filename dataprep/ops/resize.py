@@ -38,6 +38,7 @@ def resize_short_side(
     interpolation: str = "bilinear",
     upscale: bool = False,
     source_size: tuple[int, int] | None = None,
+    box: tuple[float, float, float, float] | None = None,
 ) -> Image.Image:
     """Resize so the shorter side is ``short_side`` (see :func:`short_side_size`).
 
@@ -47,6 +48,7 @@ def resize_short_side(
     ``source_size``: the full-resolution (width, height) when ``img`` was decoded at a reduced
     scale (JPEG draft). The output size is computed from it, so drafting never changes the
     output size (a 1024x819 JPEG drafted to 256x205 still gives 160x128 at 128, not 159x128).
+    ``box``: the region of ``img`` to resample (see ``open_image_sized``), default the whole.
     """
     try:
         resample = INTERPOLATIONS[interpolation]
@@ -56,6 +58,6 @@ def resize_short_side(
         ) from None
     width, height = source_size or img.size
     size = short_side_size(width, height, short_side, upscale=upscale)
-    if size == img.size:
+    if size == img.size and box is None:
         return img
-    return img.resize(size, resample)
+    return img.resize(size, resample, box=box)
