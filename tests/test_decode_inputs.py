@@ -337,3 +337,13 @@ def test_errors_of_several_splits_share_one_errors_file(messy_folder, tmp_path):
            overwrite=True)
     lines = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert sorted(e["split"] for e in lines) == ["train"] * 5 + ["val"] * 5
+
+
+def test_premultiplied_la_is_composited_like_la():
+    """Mode La (premultiplied luminance + alpha) converts as LA does: on white."""
+    from dataprep.io.decode import _to_rgb
+
+    la = Image.new("LA", (3, 2), (100, 128))
+    assert _to_rgb(la.convert("La")).getpixel((0, 0)) == _to_rgb(la).getpixel((0, 0))
+    # 100 * 128/255 + 255 * (1 - 128/255) = 177.2
+    assert _to_rgb(la).getpixel((0, 0)) == (177, 177, 177)

@@ -44,7 +44,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
         mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "RGB" and "transparency" in img.info):
+    if mode == "La":  # premultiplied: Pillow converts it only to LA
+        img, mode = img.convert("LA"), "LA"
+    if mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "RGB" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
