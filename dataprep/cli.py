@@ -386,6 +386,26 @@ def _register_optional() -> None:
 
 _register_optional()
 
+# One line per verb for `dataprep --help` (click would cut the docstrings' first sentences).
+VERB_SUMMARIES = {
+    "split": "Stratified, seeded train/val(/test) manifests.",
+    "resize": "Resize so the shorter side is --short-side.",
+    "tencrop": "Resize, then cut ten (or five) views per image.",
+    "shard": "Pack any source into WebDataset or LMDB shards.",
+    "run": "Run a whole chain from a TOML recipe.",
+    "verify": "Re-read shards: sha256, counts, every image decodes.",
+    "stats": "Per-channel mean/std and RGB eigen decomposition.",
+    "augment": "Write K seeded augmented copies of every image.",
+    "preview": "Contact sheet of originals, views, augmentations.",
+    "train": "Fine-tune a CNN on shards (streams, bounded cache).",
+    "evaluate": "Test-time crops, confusion matrix, misclassified.",
+    "learning-curve": "Accuracy against training images per class.",
+    "summary": "Layer output shapes and parameter counts.",
+}
+for _name, _text in VERB_SUMMARIES.items():
+    if _name in cli.commands:
+        cli.commands[_name].short_help = _text
+
 
 def main() -> None:
     try:
