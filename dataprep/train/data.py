@@ -153,7 +153,7 @@ def iter_part(part: Part, cache: ShardCache | None, stride: int = 1,
             raise ShardError(f"{part.url} is remote but no shard cache is configured")
         samples = _iter_cached_tar(part.url, cache)
     else:
-        samples = (to_sample(d) for d in iter_tar(part.url))
+        samples = (_to_sample(d) for d in iter_tar(part.url))
     for i, sample in enumerate(samples):
         if i % stride == offset:
             yield sample
@@ -163,14 +163,26 @@ def _iter_cached_tar(url: str, cache: ShardCache) -> Iterator[Sample]:
     with cache.open(url) as path:
         for d in iter_tar(path):
             d["__url__"] = url
-            yield to_sample(d)
+            yield _to_sample(d)
 
 
-def first_meta(part: Part, cache: ShardCache | None) -> dict:
-    """Metadata of the first sample of ``part`` (to learn whether views are lazy)."""
+def _to_sample(d: dict) -> Sample:
+    """:func:`to_sample`, with malformed ``cls`` / ``json`` fields reported as a bad shard."""
+    try:
+        return to_sample(d)
+    except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise ShardError(f"{d.get('__url__')}: sample {d.get('__key__')!r} has a malformed "
+                         f"cls or json field ({exc})") from exc
+
+
+def peek(part: Part, cache: ShardCache | None, count: int = 64) -> list[Sample]:
+    """The first ``count`` samples of ``part`` (are views lazy? are shards sorted by class?)."""
+    out = []
     for sample in iter_part(part, cache):
-        return sample.meta
-    return {}
+        out.append(sample)
+        if len(out) == count:
+            break
+    return out
 
 
 # -- pixels -------------------------------------------------------------------------------------

@@ -33,9 +33,9 @@ from dataprep.train.data import (
     Augment,
     ShardStream,
     batches_per_epoch,
-    first_meta,
     make_loader,
     normalize,
+    peek,
     view_count,
 )
 from dataprep.train.models import BuiltModel, build_model, set_backbone_trainable, split_params
@@ -190,6 +190,18 @@ def make_augment(cfg: TrainConfig) -> Augment:
     return Augment(cfg.img_size, cfg.crop_short_side, cfg.hflip, jitter, lighting)
 
 
+def _warn_if_sorted(head: list, num_samples: int | None, buffer: int, num_classes: int) -> None:
+    """Shards written in class order defeat a shuffle buffer smaller than the data: batches then
+    hold one or two classes, which wrecks BatchNorm statistics and the gradient. Say so."""
+    labels = {s.cls for s in head}
+    if num_classes > 1 and len(head) >= 32 and len(labels) == 1 and (
+            num_samples is None or buffer < num_samples):
+        log.warning("the first %d samples of the first shard all have label %d: the shards look "
+                    "sorted by class, and --shuffle-buffer %d mixes only a window of them; "
+                    "write the shards with `dataprep shard --shuffle`", len(head), labels.pop(),
+                    buffer)
+
+
 def _resolve_val(cfg: TrainConfig) -> Source | None:
     if cfg.val:
         return resolve_source(cfg.val, cfg.val_split)
@@ -250,7 +262,8 @@ class Trainer:
         cache = None
         if train.remote or (val is not None and val.remote):
             cache = ShardCache(cfg.cache_dir or str(self.out / "shard-cache"), cfg.cache_size)
-        views = view_count(first_meta(train.parts[0], cache))
+        head = peek(train.parts[0], cache)
+        views = view_count(head[0].meta) if head else 1
         per_sample = views if cfg.lazy_views == "expand" else 1
         if cfg.steps_per_epoch:
             batches = cfg.steps_per_epoch
@@ -269,6 +282,7 @@ class Trainer:
             log.warning("--num-classes %d differs from the %d classes the shards name",
                         num_classes, len(classes))
         cfg.num_classes, cfg.classes = num_classes, list(classes)
+        _warn_if_sorted(head, train.num_samples, cfg.shuffle_buffer, num_classes)
         aug = make_augment(cfg)
         common = dict(batch_size=cfg.batch_size, aug=aug, seed=cfg.seed, rank=d.rank,
                       world_size=d.world_size, cache=cache)

@@ -207,3 +207,20 @@ def test_only_allowed_fields_are_read(tmp_path):
     assert len(fields) == 6
     stream = ShardStream(src.parts, train=False, batch_size=10, aug=AUG)
     assert sum(len(y) for _, y in stream) == 6
+
+
+def test_a_malformed_label_is_a_shard_error(tmp_path):
+    out = tmp_path / "bad"
+    write_split(out, "train", samples("train", 1), max_count=100)
+    with tarfile.open(out / "train-000000.tar", "a") as tar:
+        data = b"not-a-number"
+        info = tarfile.TarInfo("zzz.cls")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        png = samples("train", 1)[0].image
+        info = tarfile.TarInfo("zzz.png")
+        info.size = len(png)
+        tar.addfile(info, io.BytesIO(png))
+    src = resolve_source(str(out), "train")
+    with pytest.raises(ShardError, match="zzz"):
+        list(iter_part(src.parts[0], None))

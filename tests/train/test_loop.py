@@ -200,3 +200,14 @@ def test_bad_flags_are_reported_in_their_own_words(shards, tmp_path):
                                             "--batch-size", "512", "--model", "tiny_cnn"])
     assert result.exit_code != 0 and "--batch-size" in result.output
     assert not os.path.exists(tmp_path / "y" / "metrics.jsonl")
+
+
+def test_shards_sorted_by_class_are_reported(tmp_path, caplog):
+    from conftest import samples
+
+    ordered = sorted(samples("train", 70), key=lambda s: s.cls)  # 70 reds, then greens, ...
+    write_split(tmp_path / "sorted", "train", ordered, max_count=100)
+    with caplog.at_level("WARNING", logger="dataprep.train"):
+        train(cfg(tmp_path / "sorted", tmp_path / "run", epochs=1, steps_per_epoch=1,
+                  shuffle_buffer=16))
+    assert "sorted by class" in caplog.text and "dataprep shard --shuffle" in caplog.text

@@ -66,7 +66,7 @@ class Payload:
 def test_weights_are_never_unpickled(tmp_path):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
-        pickle.dump({"fc.weight": Payload()}, f)
+        pickle.dump({"fc.weight": Payload()}, f, protocol=2)
     with pytest.raises(UsageError, match="weights_only"):
         build_model("resnet18", 3, weights=path)
 
