@@ -366,9 +366,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         images: list[np.ndarray] = []
         labels: list[int] = []
         made = 0
+        if limit == 0:
+            return
         for sample, view, cycle in items:
-            if limit is not None and made >= limit:
-                return
             arr = self._pixels(sample, view, cycle)
             if arr is None:
                 continue
@@ -379,6 +379,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             if len(images) == self.batch_size:
                 yield _collate(images, labels)
                 made += 1
+                if made == limit:
+                    return  # before reading (or downloading) anything more
                 images, labels = [], []
         if images and not self.train:
             yield _collate(images, labels)
@@ -398,8 +400,6 @@ class ShardStream(torch.utils.data.IterableDataset):
             return
         assert self.batches is not None
         quota = self.batches // num_workers + (w < self.batches % num_workers)
-        if quota == 0:
-            return
         items = self._cycled(mine, g, w)
         try:
             yield from self._batches(items, quota)
