@@ -58,8 +58,8 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 
 
 def cluster_options(f: Callable) -> Callable:
-    """--backend and --scheduler/--address: where the worker tasks run (see runner.cluster)."""
-    from dataprep.runner import BACKENDS
+    """--backend and --scheduler/--address: where the worker tasks run (see dataprep.cluster)."""
+    from dataprep.cluster import BACKENDS
 
     f = click.option("--scheduler", "--address", "scheduler", default=None, metavar="ADDRESS",
                      expose_value=False, callback=_remember,
@@ -156,7 +156,7 @@ def reports_errors(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dataprep.runner import cluster
+        from dataprep.cluster import cluster
 
         meta = click.get_current_context().meta
         try:

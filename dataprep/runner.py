@@ -18,15 +18,16 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import DiskFullError, ImageError, UsageError, require
-from dataprep.io.writers import ShardInfo, Writer
+from dataprep.cluster import active, map_cluster
+from dataprep.errors import DiskFullError, ImageError
+from dataprep.io.writers import Writer
+from dataprep.journal import Journal
 from dataprep.records import Record, Sample
+from dataprep.report import Report
 
 Task = Callable[[Record], list[Sample]]
 ChunkResult = list[tuple[list[Sample] | None, str | None]]
@@ -59,72 +60,6 @@ def run_chunk(task: Task, records: list[Record]) -> ChunkResult:
     return out
 
 
-@dataclass
-class Report:
-    """What a job did: counts, bytes, time, shards per split, per-image errors."""
-
-    command: str
-    out_dir: str
-    records_in: int = 0
-    samples_out: int = 0
-    skipped: int = 0
-    bytes_written: int = 0
-    seconds: float = 0.0
-    jobs: int = 1
-    shards: dict[str, list[ShardInfo]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)  # samples per split
-    records: dict[str, int] = field(default_factory=dict)  # records in per split
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    dry_run: bool = False
-    estimated_bytes: int | None = None
-    resumed: dict[str, int] = field(default_factory=dict)  # split -> records reused from a run
-    complete: list[str] = field(default_factory=list)  # splits already complete, left as they were
-
-    @property
-    def images_per_s(self) -> float:
-        return self.records_in / self.seconds if self.seconds > 0 else 0.0
-
-    def lines(self) -> list[str]:
-        if self.dry_run:
-            done = [f"  {s}: already complete; would be left as it is" for s in self.complete]
-            return [*done, "dry run: nothing was written"]
-        out = [
-            f"{self.command}: {self.records_in:,} records in -> {self.samples_out:,} samples out, "
-            f"{self.skipped:,} skipped",
-            f"  {human_bytes(self.bytes_written)} written in {self.seconds:.1f} s "
-            f"({self.images_per_s:,.1f} images/s, {self.jobs} job{'s' if self.jobs != 1 else ''})",
-        ]
-        stored = sum(s.bytes for shards in self.shards.values() for s in shards)
-        if self.estimated_bytes and stored:
-            err = (self.estimated_bytes - stored) / stored * 100
-            out.append(f"  estimated {human_bytes(self.estimated_bytes)} before writing; the "
-                       f"shards take {human_bytes(stored)} ({err:+.0f}%)")
-        for split, n in sorted(self.resumed.items()):
-            out.append(f"  {split}: resumed after {n:,} records from an interrupted run")
-        for split in self.complete:
-            out.append(f"  {split}: already complete (same command and inputs); left as it is")
-        for split, n in sorted(self.counts.items()):
-            shards = self.shards.get(split, [])
-            where = f" in {len(shards)} shard{'s' if len(shards) != 1 else ''}" if shards else ""
-            out.append(f"  {split}: {n:,} samples{where}")
-        if self.errors:
-            out.append(f"  skipped files are listed in {Path(self.out_dir) / 'errors.jsonl'}")
-            for e in self.errors[:5]:
-                out.append(f"    {e['reason']}")
-            if len(self.errors) > 5:
-                out.append(f"    ... and {len(self.errors) - 5} more")
-        out.append(f"  output: {self.out_dir}")
-        return out
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000.0
-    return f"{n} B"  # pragma: no cover
-
-
 def chunk_size(total: int | None, jobs: int) -> int:
     """Small enough to balance ~8 chunks per worker; large enough to amortize dispatch."""
     if total is None:
@@ -138,96 +73,17 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-BACKENDS = ("loky", "dask", "ray")
-_cluster: dict[str, Any] = {"backend": "loky", "workers": None, "client": None}
-
-
-@contextmanager
-def cluster(backend: str = "loky", address: str | None = None,
-            jobs: int | None = None) -> Iterator[None]:
-    """Run the jobs started inside on ``backend``: local processes (loky), or the workers of a
-    Dask or Ray cluster at ``address`` (a local one is started when no address is given).
-
-    The tasks are the same record chunks whatever the backend, and their results are consumed
-    in input order, so the output is byte-identical to a local run.
-    """
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if backend == "loky":
-        yield
-        return
-    stack = ExitStack()
-    try:
-        try:
-            client, workers = _connect(backend, address, jobs, stack)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            raise UsageError(f"cannot reach the {backend} cluster at {address or 'localhost'}: "
-                             f"{exc}; check --scheduler/--address") from exc
-        _cluster.update(backend=backend, workers=workers, client=client)
-        yield
-    finally:
-        _cluster.update(backend="loky", workers=None, client=None)
-        stack.close()
-
-
-def _connect(backend: str, address: str | None, jobs: int | None,
-             stack: ExitStack) -> tuple[Any, int]:
-    """(client, worker count) for a Dask or Ray cluster; cleanups go on ``stack``."""
-    if backend == "dask":
-        distributed = require("distributed", "dist")
-        client = (distributed.Client(address) if address else
-                  distributed.Client(n_workers=resolve_jobs(jobs), threads_per_worker=1,
-                                     processes=True, dashboard_address=None))
-        stack.callback(client.close)
-        workers = sum(client.nthreads().values())
-    else:
-        ray = require("ray", "dist")
-        if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else resolve_jobs(jobs),
-                     include_dashboard=False, logging_level="ERROR")
-            stack.callback(ray.shutdown)
-        client = ray
-        workers = int(ray.cluster_resources().get("CPU", 1))
-    return client, workers
-
-
-def _map_cluster(task: Task, chunks: Iterator[list[Record]], window: int) -> Iterator:
-    """Submit chunks to the active cluster, at most ``window`` in flight; results in order."""
-    backend, client = _cluster["backend"], _cluster["client"]
-    if backend == "dask":
-        def submit(chunk):
-            return client.submit(run_chunk, task, chunk, pure=False)
-
-        def get(future):
-            return future.result()
-    else:
-        remote = client.remote(run_chunk)
-
-        def submit(chunk):
-            return remote.remote(task, chunk)
-
-        get = client.get
-    pending: deque = deque()
-    for chunk in chunks:
-        pending.append((chunk, submit(chunk)))
-        if len(pending) >= window:
-            done, future = pending.popleft()
-            yield done, get(future)
-    while pending:
-        done, future = pending.popleft()
-        yield done, get(future)
-
-
 def map_records(task: Task, records: Iterable[Record], jobs: int,
                 total: int | None = None) -> Iterator[tuple[Record, list[Sample] | None, str | None]]:
     """Yield ``(record, samples, error)`` in input order, computed by ``jobs`` processes (or the
     workers of the active :func:`cluster`)."""
-    on_cluster = _cluster["backend"] != "loky"
+    backend, workers = active()
+    on_cluster = backend != "loky"
     if on_cluster:
-        jobs = _cluster["workers"] or jobs
+        jobs = workers or jobs
     size = chunk_size(total, jobs)
     if on_cluster:
-        for chunk, result in _map_cluster(task, _chunks(records, size), 2 * jobs):
+        for chunk, result in map_cluster(run_chunk, task, _chunks(records, size), 2 * jobs):
             yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
         return
     if jobs == 1:
@@ -248,53 +104,6 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
         for result in parallel(tasks()):
             chunk = pending.popleft()
             yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
-
-
-class Journal:
-    """Checkpoints of one split's progress, ``.journal-{split}.jsonl`` in the output folder.
-
-    The first line holds the run's fingerprint; each further line is a checkpoint: the index of
-    the first record not yet durable (``next_record``), the writer's state, the split's counters
-    and the errors found since the previous checkpoint. Lines are fsynced; a torn last line
-    (a kill mid-write) is ignored.
-    """
-
-    def __init__(self, out_dir: str | Path, split: str) -> None:
-        self.path = Path(out_dir) / f".journal-{split}.jsonl"
-
-    def load(self) -> tuple[str | None, dict[str, Any] | None]:
-        """(fingerprint, merged last checkpoint) or (None, None) without a journal."""
-        if not self.path.exists():
-            return None, None
-        lines = []
-        for line in self.path.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # torn write: everything before it is valid
-        if not lines:
-            return None, None
-        fingerprint = lines[0].get("fingerprint")
-        if len(lines) == 1:
-            return fingerprint, None
-        last = dict(lines[-1])
-        last["errors"] = [e for entry in lines[1:] for e in entry.get("errors", [])]
-        return fingerprint, last
-
-    def start(self, fingerprint: str) -> None:
-        with open(self.path, "w") as f:
-            f.write(json.dumps({"fingerprint": fingerprint}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def append(self, entry: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

@@ -26,7 +26,7 @@ from dataprep.jobs.tencrop import ResizeTask, _check_common, _run
 from dataprep.ops.augment import Augment, parse_color_jitter, parse_range
 from dataprep.ops.rng import sample_rng
 from dataprep.records import Record, Sample
-from dataprep.runner import Report
+from dataprep.report import Report
 
 RANDOM_RESIZED_CROP_SCALE = (0.08, 1.0)  # torchvision RandomResizedCrop's default area range
 BLUR_SIGMA = (0.1, 2.0)  # torchvision GaussianBlur's default sigma range (pixels)

@@ -35,8 +35,10 @@ from dataprep.io.writers import (
     sha256_file,
     tar_sample_bytes,
 )
+from dataprep.journal import Journal
 from dataprep.records import Record
-from dataprep.runner import Journal, Report, Task, execute, human_bytes
+from dataprep.report import Report, human_bytes
+from dataprep.runner import Task, execute
 
 Log = Callable[[str], None]
 ESTIMATE_RECORDS = 12  # at most this many records are processed ahead to extrapolate the size

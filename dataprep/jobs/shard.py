@@ -14,7 +14,7 @@ from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image
 from dataprep.io.scan import scan
 from dataprep.jobs.common import Log, run_job
 from dataprep.records import Record, Sample
-from dataprep.runner import Report
+from dataprep.report import Report
 
 PASSTHROUGH = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 

@@ -16,7 +16,7 @@ from dataprep.ops.crop import VIEW_NAMES, ten_crop
 from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
 from dataprep.ops.rng import sample_rng
 from dataprep.records import Record, Sample
-from dataprep.runner import Report
+from dataprep.report import Report
 
 IMAGE_FORMATS = ("jpg", "png", "webp")
 VIEW_MODES = ("materialize", "lazy")

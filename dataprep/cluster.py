@@ -1,0 +1,100 @@
+"""Dask and Ray backends: the same record-chunk tasks on the workers of a cluster.
+
+Results are consumed in input order by the caller (the runner), so the output is byte-identical
+to a local run whatever the backend.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from dataprep.errors import UsageError, require
+
+BACKENDS = ("loky", "dask", "ray")
+_cluster: dict[str, Any] = {"backend": "loky", "workers": None, "client": None}
+
+
+@contextmanager
+def cluster(backend: str = "loky", address: str | None = None,
+            jobs: int | None = None) -> Iterator[None]:
+    """Run the jobs started inside on ``backend``: local processes (loky), or the workers of a
+    Dask or Ray cluster at ``address`` (a local one is started when no address is given).
+
+    The tasks are the same record chunks whatever the backend, and their results are consumed
+    in input order, so the output is byte-identical to a local run.
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "loky":
+        yield
+        return
+    stack = ExitStack()
+    try:
+        try:
+            client, workers = _connect(backend, address, jobs, stack)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise UsageError(f"cannot reach the {backend} cluster at {address or 'localhost'}: "
+                             f"{exc}; check --scheduler/--address") from exc
+        _cluster.update(backend=backend, workers=workers, client=client)
+        yield
+    finally:
+        _cluster.update(backend="loky", workers=None, client=None)
+        stack.close()
+
+
+def _connect(backend: str, address: str | None, jobs: int | None,
+             stack: ExitStack) -> tuple[Any, int]:
+    """(client, worker count) for a Dask or Ray cluster; cleanups go on ``stack``."""
+    from dataprep.runner import resolve_jobs
+    if backend == "dask":
+        distributed = require("distributed", "dist")
+        client = (distributed.Client(address) if address else
+                  distributed.Client(n_workers=resolve_jobs(jobs), threads_per_worker=1,
+                                     processes=True, dashboard_address=None))
+        stack.callback(client.close)
+        workers = sum(client.nthreads().values())
+    else:
+        ray = require("ray", "dist")
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else resolve_jobs(jobs),
+                     include_dashboard=False, logging_level="ERROR")
+            stack.callback(ray.shutdown)
+        client = ray
+        workers = int(ray.cluster_resources().get("CPU", 1))
+    return client, workers
+
+
+def active() -> tuple[str, int | None]:
+    """(backend, number of cluster workers) of the :func:`cluster` in force."""
+    return _cluster["backend"], _cluster["workers"]
+
+
+def map_cluster(func: Callable, task: Any, chunks: Iterable[list], window: int) -> Iterator:
+    """``(chunk, func(task, chunk))`` computed on the active cluster, at most ``window`` chunks
+    in flight, in input order."""
+    backend, client = _cluster["backend"], _cluster["client"]
+    if backend == "dask":
+        def submit(chunk):
+            return client.submit(func, task, chunk, pure=False)
+
+        def get(future):
+            return future.result()
+    else:
+        remote = client.remote(func)
+
+        def submit(chunk):
+            return remote.remote(task, chunk)
+
+        get = client.get
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append((chunk, submit(chunk)))
+        if len(pending) >= window:
+            done, future = pending.popleft()
+            yield done, get(future)
+    while pending:
+        done, future = pending.popleft()
+        yield done, get(future)

@@ -1,0 +1,75 @@
+"""What a job did: the report every writing verb prints and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataprep.io.writers import ShardInfo
+
+
+@dataclass
+class Report:
+    """What a job did: counts, bytes, time, shards per split, per-image errors."""
+
+    command: str
+    out_dir: str
+    records_in: int = 0
+    samples_out: int = 0
+    skipped: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    jobs: int = 1
+    shards: dict[str, list[ShardInfo]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # samples per split
+    records: dict[str, int] = field(default_factory=dict)  # records in per split
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+    estimated_bytes: int | None = None
+    resumed: dict[str, int] = field(default_factory=dict)  # split -> records reused from a run
+    complete: list[str] = field(default_factory=list)  # splits already complete, left as they were
+
+    @property
+    def images_per_s(self) -> float:
+        return self.records_in / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        if self.dry_run:
+            done = [f"  {s}: already complete; would be left as it is" for s in self.complete]
+            return [*done, "dry run: nothing was written"]
+        out = [
+            f"{self.command}: {self.records_in:,} records in -> {self.samples_out:,} samples out, "
+            f"{self.skipped:,} skipped",
+            f"  {human_bytes(self.bytes_written)} written in {self.seconds:.1f} s "
+            f"({self.images_per_s:,.1f} images/s, {self.jobs} job{'s' if self.jobs != 1 else ''})",
+        ]
+        stored = sum(s.bytes for shards in self.shards.values() for s in shards)
+        if self.estimated_bytes and stored:
+            err = (self.estimated_bytes - stored) / stored * 100
+            out.append(f"  estimated {human_bytes(self.estimated_bytes)} before writing; the "
+                       f"shards take {human_bytes(stored)} ({err:+.0f}%)")
+        for split, n in sorted(self.resumed.items()):
+            out.append(f"  {split}: resumed after {n:,} records from an interrupted run")
+        for split in self.complete:
+            out.append(f"  {split}: already complete (same command and inputs); left as it is")
+        for split, n in sorted(self.counts.items()):
+            shards = self.shards.get(split, [])
+            where = f" in {len(shards)} shard{'s' if len(shards) != 1 else ''}" if shards else ""
+            out.append(f"  {split}: {n:,} samples{where}")
+        if self.errors:
+            out.append(f"  skipped files are listed in {Path(self.out_dir) / 'errors.jsonl'}")
+            for e in self.errors[:5]:
+                out.append(f"    {e['reason']}")
+            if len(self.errors) > 5:
+                out.append(f"    ... and {len(self.errors) - 5} more")
+        out.append(f"  output: {self.out_dir}")
+        return out
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000.0
+    return f"{n} B"  # pragma: no cover
