@@ -2,8 +2,9 @@
 
 Modules, one stage each: ``config`` (TrainConfig), ``sources`` (data argument -> parts with
 counts), ``cache`` (bounded cache of remote shards), ``data`` (streaming loader and pixels),
-``models`` (models by name, heads, freezing), ``loop`` (the loop, DDP, checkpoints),
-``plots`` (curves.png), ``summary`` (layer table), ``cli`` (click commands).
+``models`` (models by name, heads, freezing), ``loop`` (the loop, DDP), ``checkpoint``
+(``best.pt`` / ``last.pt``), ``plots`` (curves.png), ``summary`` (layer table), ``cli`` (click
+commands; ``python -m dataprep.train`` runs them without the rest of the CLI).
 Importing this package loads nothing heavy; torch loads with ``loop``, ``data`` or ``models``.
 """
 
