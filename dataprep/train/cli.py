@@ -146,6 +146,8 @@ TRAIN_OPTIONS = [
     click.option("--warmup-epochs", type=float, default=0.0, show_default=True),
     click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True,
                  help="Train only the classifier for N epochs, then every layer."),
+    click.option("--freeze-bn", is_flag=True,
+                 help="Keep BatchNorm statistics as loaded, also after the unfreeze."),
     click.option("--accum-steps", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Micro-batches per optimizer step."),
     click.option("--label-smoothing", type=float, default=0.0, show_default=True),

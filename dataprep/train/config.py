@@ -83,6 +83,8 @@ class TrainConfig:
     gamma: float = 0.1  # decay factor of step / multistep
     warmup_epochs: float = 0.0  # linear ramp from ~0 to lr, counted in (fractional) epochs
     freeze_epochs: int = 0  # train the head alone for this many epochs, then everything
+    freeze_bn: bool = False  # keep the loaded BatchNorm statistics all run long: small batches or
+    #                          a new domain otherwise shift them at the unfreeze
     accum_steps: int = 1  # micro-batches summed per optimizer step (bigger effective batch)
     label_smoothing: float = 0.0
     amp: str = "auto"  # auto: bf16 (or fp16 + scaler) on CUDA, off on CPU

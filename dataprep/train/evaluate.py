@@ -62,6 +62,14 @@ class ModeResult:
     def top1(self, labels: np.ndarray) -> float:
         return float((self.pred == labels).mean()) if len(labels) else 0.0
 
+    def class_mean_top1(self, labels: np.ndarray) -> float:
+        """Mean over the classes present of their top-1 (balanced accuracy): what a model
+        trained on balanced classes should be judged by on an imbalanced set."""
+        present = np.unique(labels)
+        if not len(present):
+            return 0.0
+        return float(np.mean([(self.pred[labels == c] == c).mean() for c in present]))
+
     def top5(self) -> float:
         return float(self.top5_hit.mean()) if len(self.top5_hit) else 0.0
 
@@ -87,17 +95,21 @@ class EvalResult:
         return len(self.keys)
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per mode, in the order asked: mode, views, top1, top5, images_per_s."""
-        return [{"mode": m, "views": r.views, "top1": r.top1(self.labels), "top5": r.top5(),
+        """One row per mode, in the order asked: mode, views, top1, class_mean_top1, top5,
+        images_per_s, seconds."""
+        return [{"mode": m, "views": r.views, "top1": r.top1(self.labels),
+                 "class_mean_top1": r.class_mean_top1(self.labels), "top5": r.top5(),
                  "images_per_s": r.images_per_s(), "seconds": r.seconds}
                 for m, r in self.modes.items()]
 
     def lines(self) -> list[str]:
-        out = [f"{'mode':<8} {'views':>5} {'top-1':>7} {'top-5':>7} {'images/s':>9}"]
+        out = [f"{'mode':<8} {'views':>5} {'top-1':>7} {'top-5':>7} {'class-mean':>10} "
+               f"{'images/s':>9}"]
         for row in self.table():
             mark = "  <- primary" if row["mode"] == self.primary else ""
             out.append(f"{row['mode']:<8} {row['views']:>5} {row['top1']:>7.4f} "
-                       f"{row['top5']:>7.4f} {row['images_per_s']:>9.1f}{mark}")
+                       f"{row['top5']:>7.4f} {row['class_mean_top1']:>10.4f} "
+                       f"{row['images_per_s']:>9.1f}{mark}")
         return out
 
 

@@ -44,16 +44,19 @@ class CurveResult:
     modes: tuple[str, ...]
     rows: list[dict[str, Any]] = field(default_factory=list)
     chance: float = 0.0  # share of the largest class in the validation set
+    class_chance: float = 0.0  # class-mean top-1 of any constant prediction: 1 / classes
 
     def lines(self) -> list[str]:
         head = f"{'per class':>9} {'train':>6} {'steps':>6} {'seconds':>8}" + "".join(
-            f" {'top-1 ' + m:>12}" for m in self.modes)
+            f" {'top-1 ' + m:>12} {'class-mean':>10}" for m in self.modes)
         out = [head]
         for r in self.rows:
             out.append(f"{r['per_class']:>9} {r['train_images']:>6} "
                        f"{r['steps_per_epoch'] * r['epochs']:>6} {r['train_seconds']:>8.1f}"
-                       + "".join(f" {r[f'top1_{m}']:>12.4f}" for m in self.modes))
-        out.append(f"chance (largest validation class): {self.chance:.4f}")
+                       + "".join(f" {r[f'top1_{m}']:>12.4f} {r[f'class_mean_top1_{m}']:>10.4f}"
+                                 for m in self.modes))
+        out.append(f"chance: top-1 {self.chance:.4f} (largest validation class), class-mean "
+                   f"{self.class_chance:.4f}")
         out.append(f"wrote {self.out}/learning_curve.csv, learning_curve.png")
         return out
 
@@ -101,7 +104,8 @@ def _val_shards(src: str, out: Path, val: str | None, ratio: float, seed: int, s
             return train_part, val, classes
     report = resize(val_src, out / "val", short_side=short_side, split="val", jobs=jobs,
                     overwrite=overwrite, classes=classes if val is not None else None)
-    log(f"validation shards: {report.records_in} images -> {out / 'val'}")
+    log(f"validation shards: already complete in {out / 'val'}" if report.complete else
+        f"validation shards: {report.records_in} images -> {out / 'val'}")
     return train_part, str(out / "val"), classes
 
 
@@ -158,10 +162,14 @@ def learning_curve(src: str, out: str | Path, *, per_class: Sequence[int] | str,
         cfg = replace(base, data=str(folder / "shards"), out=str(folder / "run"),
                       batch_size=batch, steps_per_epoch=steps, overwrite=True,
                       num_classes=len(classes), classes=list(classes), resolved={})
-        log(f"n={n}: training on {len(records)} images ({min(per.values())}..{max(per.values())}"
-            f" per class), {base.epochs} epoch(s) of {steps} step(s)")
-        trained = train(cfg)
-        seconds = sum(h.get("train_seconds", 0.0) for h in trained.history)
+        history = None if overwrite else finished_history(cfg)
+        if history is None:
+            log(f"n={n}: training on {len(records)} images ({min(per.values())}.."
+                f"{max(per.values())} per class), {base.epochs} epoch(s) of {steps} step(s)")
+            history = train(cfg).history
+        else:
+            log(f"n={n}: {folder / 'run'} already holds this training; evaluating it")
+        seconds = sum(h.get("train_seconds", 0.0) for h in history)
         evaluated = evaluate_model(load_model(folder / "run" / "last.pt"), val_shards,
                                    modes=modes, batch_size=max(batch, 32),
                                    device=base.device)
@@ -169,20 +177,50 @@ def learning_curve(src: str, out: str | Path, *, per_class: Sequence[int] | str,
                                              + "\n")
         labels = Counter(int(v) for v in evaluated.labels)
         result.chance = max(labels.values()) / evaluated.num_samples
+        result.class_chance = 1 / len(classes)
         row: dict[str, Any] = {
             "per_class": n, "train_images": len(records), "min_class_images": min(per.values()),
             "max_class_images": max(per.values()), "epochs": base.epochs,
             "steps_per_epoch": steps, "batch_size": batch, "train_seconds": seconds,
-            "train_loss": trained.history[-1].get("train_loss") if trained.history else None,
+            "train_loss": history[-1].get("train_loss") if history else None,
             "val_images": evaluated.num_samples,
         }
         for m, r in evaluated.modes.items():
             row[f"top1_{m}"] = r.top1(evaluated.labels)
             row[f"top5_{m}"] = r.top5()
+            row[f"class_mean_top1_{m}"] = r.class_mean_top1(evaluated.labels)
         result.rows.append(row)
         log(f"n={n}: " + ", ".join(f"top-1 {m} {row[f'top1_{m}']:.4f}" for m in modes))
     write_curve(result, out, title=f"{base.model}, {base.img_size} px, {base.epochs} epoch(s)")
     return result
+
+
+# config fields that do not change what a finished run learned
+_IRRELEVANT = ("resolved", "overwrite", "resume", "progress", "workers", "device", "cache_dir",
+               "cache_size")
+
+
+def finished_history(cfg: Any) -> list[dict[str, Any]] | None:
+    """The history of ``cfg.out/last.pt`` when it holds this exact training, finished; else
+    None (so rerunning a curve, e.g. with more --tta modes, does not train again)."""
+    from dataprep.train.checkpoint import load_checkpoint
+
+    path = Path(cfg.out) / "last.pt"
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+    except UsageError:
+        return None
+    saved = dict(state.get("config") or {})
+    wanted = cfg.to_dict()
+    for key in _IRRELEVANT:
+        saved.pop(key, None)
+        wanted.pop(key, None)
+    if json.loads(json.dumps(saved)) != json.loads(json.dumps(wanted)) \
+            or state.get("epoch") != cfg.epochs:
+        return None
+    return list(state.get("history") or [])
 
 
 def write_curve(result: CurveResult, out: Path, title: str = "") -> None:
@@ -190,10 +228,11 @@ def write_curve(result: CurveResult, out: Path, title: str = "") -> None:
 
     columns = ["per_class", "train_images", "min_class_images", "max_class_images", "epochs",
                "steps_per_epoch", "batch_size", "train_seconds", "train_loss", "val_images"]
-    columns += [f"{k}_{m}" for m in result.modes for k in ("top1", "top5")]
+    columns += [f"{k}_{m}" for m in result.modes for k in ("top1", "top5", "class_mean_top1")]
     write_csv(out / "learning_curve.csv", result.rows, columns)
     (out / "learning_curve.json").write_text(json.dumps(
-        {"modes": list(result.modes), "chance": result.chance, "rows": result.rows},
+        {"modes": list(result.modes), "chance": result.chance,
+         "class_chance": result.class_chance, "rows": result.rows},
         indent=2) + "\n")
     plot_curve(result, out / "learning_curve.png", title)
 
@@ -206,24 +245,29 @@ def plot_curve(result: CurveResult, path: str | Path, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     xs = [r["per_class"] for r in result.rows]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
-    for m in result.modes:
-        ys = [r[f"top1_{m}"] for r in result.rows]
-        ax.plot(xs, ys, marker="o", label=f"val top-1 ({m})")
-        for x, y in zip(xs, ys, strict=True):
-            ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=8)
-    ax.axhline(result.chance, color="gray", linestyle="--",
-               label=f"largest class ({result.chance:.3f})")
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for i, m in enumerate(result.modes):
+        color = f"C{i}"
+        for key, style, label in ((f"top1_{m}", "-", f"top-1 ({m})"),
+                                  (f"class_mean_top1_{m}", "--", f"class-mean top-1 ({m})")):
+            ys = [r[key] for r in result.rows]
+            ax.plot(xs, ys, style, color=color, marker="o", label=label)
+            for x, y in zip(xs, ys, strict=True):
+                ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=7, color=color)
+    ax.axhline(result.chance, color="gray", linestyle=":",
+               label=f"top-1 of the largest class ({result.chance:.3f})")
+    ax.axhline(result.class_chance, color="gray", linestyle="-.",
+               label=f"class-mean chance ({result.class_chance:.3f})")
     if len(xs) > 1 and max(xs) / min(xs) >= 4:
         ax.set_xscale("log")
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.minorticks_off()
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("training images per class (limit)")
-    ax.set_ylabel("validation top-1")
+    ax.set_ylabel("validation accuracy")
     ax.set_title(title or "learning curve")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -365,7 +365,7 @@ class Trainer:
 
     def _train_mode(self) -> None:
         self.model.train()
-        if self.stage == "head":
+        if self.stage == "head" or self.cfg.freeze_bn:
             # a frozen backbone keeps its normalization statistics (inference mode BN)
             head = self.built.head + "."
             for name, m in self.model.named_modules():

@@ -267,12 +267,14 @@ def report_markdown(result: EvalResult, files: list[str], per_class_sheet: int) 
               f"{info.get('short_side', '')} px short side; `resize` squashes the whole image",
               f"- device: {info['device']}, batch size {info['batch_size']}", ""]
     lines += ["## Test-time modes", "",
-              "| mode | views | top-1 | top-5 | images/s |", "| --- | ---: | ---: | ---: | ---: |"]
+              "| mode | views | top-1 | top-5 | class-mean top-1 | images/s |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in result.table():
         name = f"**{row['mode']}**" if row["mode"] == result.primary else row["mode"]
         lines.append(f"| {name} | {row['views']} | {row['top1']:.4f} | {row['top5']:.4f} | "
-                     f"{row['images_per_s']:.1f} |")
-    lines += ["", "images/s counts decoding plus the mode's own views and forward passes. "
+                     f"{row['class_mean_top1']:.4f} | {row['images_per_s']:.1f} |")
+    lines += ["", "class-mean top-1 is the mean of the per-class top-1 (balanced accuracy). "
+              "images/s counts decoding plus the mode's own views and forward passes. "
               f"The sections below describe **{result.primary}** ({result.primary_reason}).", ""]
     lines += ["## Per class", "", "| class | support | top-1 | precision | most confused with |",
               "| --- | ---: | ---: | ---: | --- |"]

@@ -203,6 +203,8 @@ def test_report_of_a_model_that_errs(tmp_path, fmt):
     assert result.primary == max(result.modes, key=lambda m: (
         result.modes[m].top1(result.labels), -result.modes[m].views))
     wrong = int((primary.pred != result.labels).sum())
+    per_class_hits = [np.mean(primary.pred[result.labels == c] == c) for c in range(3)]
+    assert primary.class_mean_top1(result.labels) == pytest.approx(np.mean(per_class_hits))
     assert wrong > 0  # an untrained network: the sheet has something to show
     from dataprep.train.evaluate import load_thumbnails
     from dataprep.train.report import sheet_keys

@@ -49,6 +49,7 @@ def test_learning_curve_command(tmp_path):
     for r in rows:
         for m in ("center", "ten"):
             assert 0.0 <= float(r[f"top1_{m}"]) <= 1.0
+            assert 0.0 <= float(r[f"class_mean_top1_{m}"]) <= 1.0
     assert Image.open(out / "learning_curve.png").size[0] > 300
     # nested subsets of the training part, never touching the validation part
     train, val = keys(out / "split" / "train.jsonl"), keys(out / "split" / "val.jsonl")
@@ -64,11 +65,23 @@ def test_learning_curve_command(tmp_path):
 def test_a_given_validation_folder_is_used_as_is(tmp_path):
     src = image_folder(tmp_path / "train", 5)
     val = image_folder(tmp_path / "val", 2, offset=100)
-    result = learning_curve(str(src), tmp_path / "curve", per_class=[3], val=str(val),
-                            short_side=36, model="tiny_cnn", img_size=32, epochs=1,
-                            batch_size=4, workers=0, device="cpu", jobs=1)
+    kw = dict(per_class=[3], val=str(val), short_side=36, model="tiny_cnn", img_size=32,
+              epochs=1, batch_size=4, workers=0, device="cpu", jobs=1)
+    result = learning_curve(str(src), tmp_path / "curve", **kw)
     assert result.rows[0]["train_images"] == 9 and result.rows[0]["val_images"] == 6
     assert not (tmp_path / "curve" / "split").exists()
+    # the same curve again, with one more mode: the finished training is evaluated, not redone
+    last = tmp_path / "curve" / "n3" / "run" / "last.pt"
+    stamp = last.stat().st_mtime_ns
+    lines: list[str] = []
+    again = learning_curve(str(src), tmp_path / "curve", **{**kw, "modes": "center,ten"},
+                           log=lines.append)
+    assert last.stat().st_mtime_ns == stamp and any("already holds" in x for x in lines)
+    assert again.rows[0]["top1_center"] == result.rows[0]["top1_center"]
+    assert "top1_ten" in again.rows[0]
+    # another number of epochs is another training
+    learning_curve(str(src), tmp_path / "curve", **{**kw, "epochs": 2}, log=lines.append)
+    assert last.stat().st_mtime_ns != stamp
 
 
 def test_bad_arguments():

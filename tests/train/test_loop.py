@@ -211,3 +211,12 @@ def test_shards_sorted_by_class_are_reported(tmp_path, caplog):
         train(cfg(tmp_path / "sorted", tmp_path / "run", epochs=1, steps_per_epoch=1,
                   shuffle_buffer=16))
     assert "sorted by class" in caplog.text and "dataprep shard --shuffle" in caplog.text
+
+
+def test_freeze_bn_keeps_the_statistics_while_weights_learn(shards, tmp_path):
+    run = tmp_path / "run"
+    train(cfg(shards, run, epochs=1, freeze_bn=True))
+    state = torch.load(run / "last.pt", weights_only=True)["model"]
+    assert torch.equal(state["features.1.running_mean"], torch.zeros(16))  # as initialized
+    assert torch.equal(state["features.1.running_var"], torch.ones(16))
+    assert not torch.equal(state["features.1.weight"], torch.ones(16))  # affine part learns
