@@ -26,8 +26,9 @@ demo: $(VENV)/.core
 test: $(VENV)/.all
 	$(PY) -m pytest -q tests
 
+# BENCH_ARGS: e.g. --quick (a smoke run), --photos DIR, --only split loader, --output FILE
 bench: $(VENV)/.all
-	$(PY) benchmarks/prep_throughput.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 lint: $(VENV)/.all
 	$(VENV)/bin/ruff check dataprep tests benchmarks
