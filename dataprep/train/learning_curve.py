@@ -248,13 +248,16 @@ def plot_curve(result: CurveResult, path: str | Path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     for i, m in enumerate(result.modes):
         color = f"C{i}"
-        for key, style, label in ((f"top1_{m}", "-", f"top-1 ({m})"),
-                                  (f"class_mean_top1_{m}", "--", f"class-mean top-1 ({m})")):
+        for key, style, marker, label in (
+                (f"top1_{m}", "-", "o", f"top-1 ({m})"),
+                (f"class_mean_top1_{m}", "--", "s", f"class-mean top-1 ({m})")):
             ys = [r[key] for r in result.rows]
-            ax.plot(xs, ys, style, color=color, marker="o", label=label)
-            for x, y in zip(xs, ys, strict=True):
-                ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6),
-                            ha="center", fontsize=7, color=color)
+            ax.plot(xs, ys, style, color=color, marker=marker, markersize=4, label=label)
+            if i == 0:  # values of the first mode only: more would overlap
+                for x, y in zip(xs, ys, strict=True):
+                    ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points",
+                                xytext=(0, 7 if marker == "o" else -12), ha="center",
+                                fontsize=7, color=color)
     ax.axhline(result.chance, color="gray", linestyle=":",
                label=f"top-1 of the largest class ({result.chance:.3f})")
     ax.axhline(result.class_chance, color="gray", linestyle="-.",
@@ -268,6 +271,6 @@ def plot_curve(result: CurveResult, path: str | Path, title: str = "") -> None:
     ax.set_ylabel("validation accuracy")
     ax.set_title(title or "learning curve")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="upper left", fontsize=7)
     fig.savefig(path, dpi=100)
     plt.close(fig)
