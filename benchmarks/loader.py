@@ -99,7 +99,7 @@ def profile_epoch(shards: Path) -> pstats.Stats:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_args(ap)
+    add_common_args(ap, repeat=3)
     ap.add_argument("--copies", type=int, default=None,
                     help="each photo this many times [4; 1 with --quick]")
     ap.add_argument("--profile", choices=("auto", "always", "never"), default="auto",

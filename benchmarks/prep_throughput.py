@@ -70,7 +70,7 @@ def shard_bytes(path: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_args(ap, repeat=3)
+    add_common_args(ap, repeat=5)
     ap.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                     help="profile dataprep (jobs 1) when a target is missed (auto)")
     args = ap.parse_args()

@@ -3,7 +3,11 @@
 Two workloads, each on enough images that the worker pool's start-up does not dominate:
 ``resize --short-side 256`` of every photo of the real set ``--copies`` times (distinct names,
 symlinks to the same files), and ``tencrop 256/224`` of the JPEG photos ``--copies + 1`` times.
-Efficiency from 1 to N jobs is ``rate(N) / (N * rate(1))``.
+Efficiency from 1 to N jobs is ``rate(N) / (N * rate(1))``; CPU efficiency is
+``cpu(1) / cpu(N)``, the share of the CPU time spent at N jobs that one job also needs (worker
+start-up and moving results between processes lower it). On a shared machine the first depends
+on how many cores the other tenants leave free, which a reference row measures; the second
+mostly does not.
 
     python benchmarks/scaling.py [--photos DIR] [--jobs MAX] [--quick]
 """
@@ -97,7 +101,7 @@ def main() -> None:
         m = best[("reference", jobs)]
         eff = best[("reference", 1)].wall_s / (jobs * m.wall_s)
         rows.append(["reference: CPU-bound loop", "", jobs, f"{m.wall_s:.1f}", "", "",
-                     f"{eff:.0%}", ""])
+                     f"{eff:.0%}", "", ""])
     for name, (src, _) in workloads.items():
         n = len(image_files(src))
         base = n / best[(name, 1)].wall_s
@@ -105,14 +109,16 @@ def main() -> None:
             m = best[(name, jobs)]
             rate = n / m.wall_s
             eff = rate / (jobs * base)
+            cpu_eff = best[(name, 1)].cpu_s / m.cpu_s
             rows.append([name, n, jobs, f"{m.wall_s:.1f}", f"{rate:.1f}", f"{rate / jobs:.1f}",
-                         f"{eff:.0%}", f"{m.cpu_s:.1f}"])
+                         f"{eff:.0%}", f"{m.cpu_s:.1f}", f"{cpu_eff:.0%}"])
             if jobs == 2:
-                verdicts.append(f"{name} {eff:.0%} ({verdict(eff, TARGET)})")
+                verdicts.append(f"{name} {eff:.0%} ({verdict(eff, TARGET)}; CPU efficiency "
+                                f"{cpu_eff:.0%})")
     print_table(
         "Scaling with --jobs (whole processes)",
         ["workload", "images", "jobs", "seconds", "images/s", "images/s per job",
-         "efficiency", "CPU s"],
+         "efficiency", "CPU s", "CPU efficiency"],
         rows,
         note=(f"target >= {TARGET:.0%} efficiency from 1 to 2 jobs: "
               f"{'; '.join(verdicts) or 'not measured (one core)'}. Best of {repeat}, whole "
