@@ -73,8 +73,11 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+Mapped = tuple[Record, list[Sample] | None, str | None]  # record, its samples or its error
+
+
 def map_records(task: Task, records: Iterable[Record], jobs: int,
-                total: int | None = None) -> Iterator[tuple[Record, list[Sample] | None, str | None]]:
+                total: int | None = None) -> Iterator[Mapped]:
     """Yield ``(record, samples, error)`` in input order, computed by ``jobs`` processes (or the
     workers of the active :func:`cluster`)."""
     backend, workers = active()

@@ -113,8 +113,10 @@ def open_image_sized(
     try:
         with fp, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            warnings.simplefilter("ignore", UserWarning)  # e.g. truncated EXIF, palette transparency
-            # Pillow refuses at 2x its limit and warns (an error here) above it: make that --max-pixels
+            # e.g. truncated EXIF, palette transparency: not worth a line per image
+            warnings.simplefilter("ignore", UserWarning)
+            # Pillow refuses at 2x its limit and warns (an error here) above it: make that
+            # limit --max-pixels
             Image.MAX_IMAGE_PIXELS = max_pixels
             img = Image.open(fp)
             w, h = img.size

@@ -31,8 +31,10 @@ def read_json(path: str | Path, default: Any = None) -> Any:
     return json.loads(p.read_text())
 
 
-def write_info_json(out_dir: str | Path, split: str, shards: list[ShardInfo], name: str = "") -> None:
-    """Record one split's shards in timm's ``_info.json`` (num_samples, filenames, shard_lengths)."""
+def write_info_json(out_dir: str | Path, split: str, shards: list[ShardInfo],
+                    name: str = "") -> None:
+    """Record one split's shards in timm's ``_info.json``: num_samples, filenames and
+    shard_lengths."""
     path = Path(out_dir) / INFO_NAME
     info = read_json(path, {"name": name or Path(out_dir).name, "splits": {}})
     info["splits"][split] = {

@@ -51,7 +51,8 @@ class Source:
 
 
 def _dedupe_keys(records: list[Record]) -> list[Record]:
-    """Keys must be unique: colliding keys (``a.jpg`` and ``a.png``) get their extension appended."""
+    """Keys must be unique: colliding keys (``a.jpg`` and ``a.png``) get their extension
+    appended."""
     counts = Counter(r.key for r in records)
     if all(c == 1 for c in counts.values()):
         return records
@@ -114,7 +115,8 @@ def scan_list(list_file: str | Path, root: str | Path | None = None) -> Source:
             parts = line.rsplit(",", 1)
         if len(parts) != 2 or not parts[1].strip():
             raise SourceError(
-                f"{list_file}:{lineno}: expected 'path label' (space or tab separated), got {line!r}"
+                f"{list_file}:{lineno}: expected 'path label' (space or tab separated), "
+                f"got {line!r}"
             )
         rows.append((parts[0].strip(), parts[1].strip(), lineno))
     if not rows:

@@ -126,7 +126,8 @@ class TarShardWriter:
         checkpoint = False
         if self._tar is not None and (
             self._count + len(samples) > self.max_count
-            or (self.max_bytes is not None and tar_file_bytes(self._bytes + nbytes) > self.max_bytes)
+            or (self.max_bytes is not None
+                and tar_file_bytes(self._bytes + nbytes) > self.max_bytes)
         ):
             self._finish()
             checkpoint = True
@@ -155,7 +156,8 @@ class TarShardWriter:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, final)
-        self.shards.append(ShardInfo(final.name, self._count, final.stat().st_size, sha256_file(final)))
+        self.shards.append(ShardInfo(final.name, self._count, final.stat().st_size,
+                                     sha256_file(final)))
 
     def close(self) -> list[ShardInfo]:
         if self._tar is not None:

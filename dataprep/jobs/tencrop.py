@@ -1,4 +1,4 @@
-"""``resize`` and ``tencrop``: short-side resize, then (for tencrop) five or ten views per record."""
+"""``resize`` and ``tencrop``: short-side resize, then (tencrop) five or ten views per record."""
 
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ def _check_common(short_side: int, image_format: str, quality: int, interpolatio
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality {quality} is outside 1..100")
     if interpolation not in INTERPOLATIONS:
-        raise UsageError(f"--interpolation {interpolation!r}: expected one of {sorted(INTERPOLATIONS)}")
+        raise UsageError(f"--interpolation {interpolation!r}: expected one of "
+                         f"{sorted(INTERPOLATIONS)}")
 
 
 def task_params(task: ResizeTask) -> dict[str, Any]:

@@ -123,7 +123,8 @@ def verify(out_dir: str | Path, *, jobs: int | None = None, decode: bool = True)
     named: set[str] = set()
     for split, entry in ledger["splits"].items():
         fmt = entry.get("format", "webdataset")
-        lengths = info["splits"].get(split, {}).get("shard_lengths") if fmt == "webdataset" else None
+        lengths = (info["splits"].get(split, {}).get("shard_lengths") if fmt == "webdataset"
+                   else None)
         if fmt == "webdataset" and lengths is None:
             report.problems.append(f"{split}: missing from {INFO_NAME}")
         for i, shard in enumerate(entry.get("shards", [])):

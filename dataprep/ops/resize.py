@@ -14,7 +14,8 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
 }
 
 
-def short_side_size(width: int, height: int, short_side: int, upscale: bool = False) -> tuple[int, int]:
+def short_side_size(width: int, height: int, short_side: int,
+                    upscale: bool = False) -> tuple[int, int]:
     """Output (width, height) when the shorter side becomes ``short_side``.
 
     The longer side is ``int(long * short_side / short)`` (truncation, as torchvision
