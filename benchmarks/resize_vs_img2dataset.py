@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,10 +110,13 @@ def main() -> None:
             "--processes_count", str(jobs), "--thread_count", str(args.threads),
             "--resize_mode", "keep_ratio", "--image_size", "256", "--resize_only_if_bigger",
             "True", "--encode_quality", "90", "--output_format", "webdataset",
-            "--number_sample_per_shard", str(per_shard), "--enable_wandb", "False"])
+            "--number_sample_per_shard", str(per_shard), "--enable_wandb", "False"],
+            env=env)
         m.output = str(img2dataset_count(out))
         return m
 
+    # albumentations (imported by img2dataset) looks for updates online unless told not to
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
     results: dict[str, Measured] = {}
     if isinstance(exe, Path):
         with StaticServer(farm) as server:
@@ -161,7 +165,8 @@ def main() -> None:
               f"does not enlarge either), `encode_quality=90, output_format=webdataset, "
               f"processes_count={jobs}, thread_count={args.threads}, "
               f"number_sample_per_shard={per_shard}`, other options at their defaults (sha256 "
-              "of each image, EXIF extraction, parquet metadata); it resizes with OpenCV "
+              "of each image, EXIF extraction, parquet metadata), run with "
+              "NO_ALBUMENTATIONS_UPDATE=1 (no online update check); it resizes with OpenCV "
               "(INTER_AREA), dataprep with Pillow (bilinear, antialiased, JPEG draft decode)."),
     )
 
