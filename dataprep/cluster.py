@@ -77,18 +77,17 @@ def map_cluster(func: Callable, task: Any, chunks: Iterable[list], window: int) 
     in flight, in input order."""
     backend, client = _cluster["backend"], _cluster["client"]
     if backend == "dask":
-        def submit(chunk):
-            return client.submit(func, task, chunk, pure=False)
+        return ordered_window(lambda c: client.submit(func, task, c, pure=False),
+                              lambda f: f.result(), chunks, window)
+    remote = client.remote(func)
+    return ordered_window(lambda c: remote.remote(task, c), client.get, chunks, window)
 
-        def get(future):
-            return future.result()
-    else:
-        remote = client.remote(func)
 
-        def submit(chunk):
-            return remote.remote(task, chunk)
-
-        get = client.get
+def ordered_window(submit: Callable, get: Callable, chunks: Iterable[list],
+                   window: int) -> Iterator:
+    """Submit chunks, keep at most ``window`` submitted and not yet consumed, yield
+    ``(chunk, result)`` in input order. Results a slow consumer has not taken yet count against
+    the window, so memory stays bounded whatever the speed of the writer."""
     pending: deque = deque()
     for chunk in chunks:
         pending.append((chunk, submit(chunk)))

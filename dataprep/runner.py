@@ -22,7 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from dataprep.cluster import active, map_cluster
+from dataprep.cluster import active, map_cluster, ordered_window
 from dataprep.errors import DiskFullError, ImageError
 from dataprep.io.writers import Writer
 from dataprep.journal import Journal
@@ -93,20 +93,14 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
         for chunk in _chunks(records, size):
             yield from ((r, s, e) for r, (s, e) in zip(chunk, run_chunk(task, chunk), strict=True))
         return
-    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
 
-    pending: deque[list[Record]] = deque()
-
-    def tasks() -> Iterator:
-        for chunk in _chunks(records, size):
-            pending.append(chunk)
-            yield delayed(run_chunk)(task, chunk)
-
-    with Parallel(n_jobs=jobs, backend="loky", return_as="generator", batch_size=1,
-                  pre_dispatch=f"{2 * jobs}") as parallel:
-        for result in parallel(tasks()):
-            chunk = pending.popleft()
-            yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
+    # loky's reusable process pool (joblib's default backend), driven with a bounded window
+    # rather than joblib.Parallel, which keeps dispatching while results wait for the writer
+    executor = get_reusable_executor(max_workers=jobs)
+    for chunk, result in ordered_window(lambda c: executor.submit(run_chunk, task, c),
+                                        lambda f: f.result(), _chunks(records, size), 2 * jobs):
+        yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

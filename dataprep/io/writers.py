@@ -119,6 +119,7 @@ class TarShardWriter:
         info.uname = info.gname = ""
         assert self._tar is not None
         self._tar.addfile(info, io.BytesIO(data))
+        self._tar.members.clear()  # tarfile keeps every TarInfo; a writer never reads them
 
     def write_group(self, samples: list[Sample]) -> bool:
         metas = [sample_json(s) for s in samples]
