@@ -125,6 +125,17 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
+def work_dir(cache: Path, name: str) -> Path:
+    """A scratch folder of this run only (two runs at once never share one), removed at exit."""
+    import atexit
+    import tempfile
+
+    cache.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"work-{name}-", dir=cache))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 

@@ -33,6 +33,7 @@ from common import (  # noqa: E402
     repeats,
     time_call,
     verdict,
+    work_dir,
 )
 
 TARGET = 1.5
@@ -110,7 +111,7 @@ def main() -> None:
     photos = photo_dir(args)
     copies = args.copies or (1 if args.quick else 4)
     farm = repeated_tree(image_files(photos), photos, args.cache / f"resize-x{copies}", copies)
-    work = fresh_dir(args.cache / "work-loader")
+    work = work_dir(args.cache, "loader")
     workers, repeat = args.jobs, repeats(args)
     shards, folder, n = make_inputs(farm, work, args.jobs, workers)
     print(f"\n{n} images (the photos of {photos} x {copies}, short side 256), batches of {BATCH}, "

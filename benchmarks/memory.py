@@ -38,6 +38,7 @@ from common import (  # noqa: E402
     print_table,
     run_process,
     verdict,
+    work_dir,
 )
 
 TARGET = 0.10  # peak memory at 10k inputs within 10% of 1k
@@ -93,7 +94,7 @@ def main() -> None:
     args = ap.parse_args()
     photos = photo_dir(args)
     root = small_inputs(photos, args.cache, max(SIZES))
-    work = fresh_dir(args.cache / "work-memory")
+    work = work_dir(args.cache, "memory")
     workloads = dict(list(WORKLOADS.items())[:1]) if args.quick else WORKLOADS
     print(f"\nsmall JPEGs (64-128 px) cut from {photos}, in {root}; {args.jobs} jobs")
     levels = sorted({args.jobs, 1}, reverse=True)

@@ -38,6 +38,7 @@ from common import (  # noqa: E402
     repeats,
     time_call,
     verdict,
+    work_dir,
 )
 from PIL import Image  # noqa: E402
 
@@ -84,7 +85,7 @@ def main() -> None:
         sys.exit(f"no JPEG files under {photos}")
     mp = {p: megapixels(p) for p in files}
     jobs, repeat = args.jobs, repeats(args)
-    work = fresh_dir(args.cache / "work-tencrop")
+    work = work_dir(args.cache, "tencrop")
     subsets: dict[str, list[Path]] = {"all": files}
     for name, _, _ in BUCKETS:
         subsets[name] = [p for p in files if bucket_of(mp[p]) == name]

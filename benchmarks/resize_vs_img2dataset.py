@@ -37,6 +37,7 @@ from common import (  # noqa: E402
     repeats,
     run_process,
     verdict,
+    work_dir,
 )
 
 IMG2DATASET = "img2dataset==1.47.0"
@@ -84,7 +85,7 @@ def main() -> None:
     farm = repeated_tree(files, photos, args.cache / f"resize-x{copies}", copies)
     inputs = image_files(farm)
     n, jobs, repeat = len(inputs), args.jobs, repeats(args)
-    work = fresh_dir(args.cache / "work-resize")
+    work = work_dir(args.cache, "resize")
     print(f"\n{n} images ({len(files)} photos of {photos} x {copies}), {jobs} processes each, "
           f"best of {repeat}")
 

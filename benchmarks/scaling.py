@@ -34,6 +34,7 @@ from common import (  # noqa: E402
     repeats,
     run_process,
     verdict,
+    work_dir,
 )
 
 TARGET = 0.85  # efficiency from 1 to 2 jobs
@@ -77,7 +78,7 @@ def main() -> None:
                                           copies + 1),
                             ["tencrop", "--short-side", 256, "--crop", 224]),
     }
-    work = fresh_dir(args.cache / "work-scaling")
+    work = work_dir(args.cache, "scaling")
     load_before = os.getloadavg()[0]
     best: dict[tuple[str, int], Measured] = {}
     for _ in range(repeat):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import sys
 from pathlib import Path
@@ -22,12 +23,12 @@ from common import (  # noqa: E402
     DEFAULT_CACHE,
     Measured,
     dataprep_cmd,
-    fresh_dir,
     mb,
     print_profile,
     print_table,
     run_process,
     verdict,
+    work_dir,
 )
 
 TARGET_S = 10.0
@@ -42,7 +43,7 @@ def make_list(cache: Path, n: int) -> Path:
     path = cache / f"split-list-{n}.txt"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "w") as f:
             for start in range(0, n, 100_000):
                 f.write("".join(f"class_{i % CLASSES:04d}/img_{i:07d}.jpg {i % CLASSES}\n"
@@ -87,7 +88,7 @@ def main() -> None:
         return
     n = args.records or (200_000 if args.quick else 1_000_000)
     list_file = make_list(args.cache, n)
-    work = fresh_dir(args.cache / "work-split")
+    work = work_dir(args.cache, "split")
     m: Measured = run_process(dataprep_cmd("split", list_file, "-o", work / "out", "--overwrite"))
     scale = 1_000_000 / n
     rows = [[f"{n:,}", f"{m.wall_s:.1f}", f"{m.cpu_s:.1f}", mb(m.max_rss),
