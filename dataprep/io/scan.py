@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dataprep.errors import SourceError
-from dataprep.records import Record, make_key, safe_key
+from dataprep.records import Record, gc_paused, make_key, safe_key
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 LIST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv", ".list")
@@ -68,6 +68,7 @@ def _dedupe_keys(records: list[Record]) -> list[Record]:
     return out
 
 
+@gc_paused()
 def scan_folder(root: str | Path) -> Source:
     """``root/<class>/<file>`` (recursive below each class folder), natural sort, sorted classes."""
     root = Path(root)
@@ -96,6 +97,7 @@ def scan_folder(root: str | Path) -> Source:
     return Source("folder", str(root), classes, _dedupe_keys(records))
 
 
+@gc_paused()
 def scan_list(list_file: str | Path, root: str | Path | None = None) -> Source:
     """``path label`` per line (space or tab separated); label an int or a class name.
 
@@ -105,43 +107,47 @@ def scan_list(list_file: str | Path, root: str | Path | None = None) -> Source:
     """
     list_file = Path(list_file)
     base = Path(root) if root is not None else list_file.parent
-    rows: list[tuple[str, str, int]] = []
+    rels: list[str] = []
+    labels: list[str] = []
     for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
-        parts = line.split("\t") if "\t" in line else line.rsplit(None, 1)
-        if "," in line and len(parts) == 1:
-            parts = line.rsplit(",", 1)
+        if "\t" in line:
+            parts = line.split("\t")
+        else:
+            parts = line.rsplit(None, 1)
+            if len(parts) == 1 and "," in line:
+                parts = line.rsplit(",", 1)
         if len(parts) != 2 or not parts[1].strip():
-            raise SourceError(
-                f"{list_file}:{lineno}: expected 'path label' (space or tab separated), "
-                f"got {line!r}"
-            )
-        rows.append((parts[0].strip(), parts[1].strip(), lineno))
-    if not rows:
+            raise SourceError(f"{list_file}:{lineno}: expected 'path label' (space or tab "
+                              f"separated), got {line!r}")
+        rels.append(parts[0].strip())
+        labels.append(parts[1].strip())
+    if not rels:
         raise SourceError(f"{list_file} lists no images; expected lines of 'path label'")
-    labels = [lab for _, lab, _ in rows]
-    if all(lab.lstrip("-").isdigit() for lab in labels):
-        ints = sorted({int(lab) for lab in labels})
-        classes = [str(i) for i in range(max(ints) + 1)]
-        to_label = {lab: int(lab) for lab in labels}
-    elif any(lab.lstrip("-").isdigit() for lab in labels):
+    distinct = set(labels)
+    if all(lab.lstrip("-").isdigit() for lab in distinct):
+        classes = [str(i) for i in range(max(int(lab) for lab in distinct) + 1)]
+        to_label = {lab: int(lab) for lab in distinct}
+    elif any(lab.lstrip("-").isdigit() for lab in distinct):
         raise SourceError(f"{list_file}: labels mix integers and class names; use one kind")
     else:
-        classes = sorted(set(labels), key=natural_key)
+        classes = sorted(distinct, key=natural_key)
         to_label = {name: i for i, name in enumerate(classes)}
     base_abs = os.path.abspath(base)
-    records = []
-    for rel, lab, _ in rows:
-        path = rel if rel.startswith("/") else f"{base_abs}/{rel}"
-        if "/." in path or "//" in path:  # normpath is costly; most paths need none
-            path = os.path.normpath(path)
-        label = to_label[lab]
-        records.append(Record(make_key(rel.lstrip("/")), path, label, classes[label]))
+
+    def full_path(rel: str) -> str:
+        path = rel if rel[0] == "/" else f"{base_abs}/{rel}"
+        # normpath is costly and most paths need none
+        return os.path.normpath(path) if "/." in path or "//" in path else path
+
+    records = [Record(make_key(rel.lstrip("/")), full_path(rel), to_label[lab],
+                      classes[to_label[lab]]) for rel, lab in zip(rels, labels, strict=True)]
     return Source("list", str(list_file), classes, _dedupe_keys(records))
 
 
+@gc_paused()
 def scan_manifest(path: str | Path) -> Source:
     """A ``.jsonl`` manifest as written by ``dataprep split`` (with ``classes.json`` beside it)."""
     path = Path(path)
