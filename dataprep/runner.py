@@ -93,11 +93,12 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
         for chunk in _chunks(records, size):
             yield from ((r, s, e) for r, (s, e) in zip(chunk, run_chunk(task, chunk), strict=True))
         return
-    from joblib.externals.loky import get_reusable_executor
+    from joblib.executor import get_memmapping_executor
 
-    # loky's reusable process pool (joblib's default backend), driven with a bounded window
-    # rather than joblib.Parallel, which keeps dispatching while results wait for the writer
-    executor = get_reusable_executor(max_workers=jobs)
+    # joblib's reusable loky pool (the one joblib.Parallel itself shares), driven with a
+    # bounded window rather than through joblib.Parallel, which keeps dispatching while
+    # results wait for the writer
+    executor = get_memmapping_executor(jobs)
     for chunk, result in ordered_window(lambda c: executor.submit(run_chunk, task, c),
                                         lambda f: f.result(), _chunks(records, size), 2 * jobs):
         yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
