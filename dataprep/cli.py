@@ -4,31 +4,27 @@ renders its report. No image logic lives here."""
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from dataprep import __version__
+from dataprep import __version__, units
 from dataprep.errors import DataprepError, UsageError
+from dataprep.recipe import recipe_callback
 
 FORMATS = ("webdataset", "lmdb", "folder")
-_SIZE = re.compile(r"^\s*((?:\d+\.?\d*|\.\d+)(?:e\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
-          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
-          "tib": 2**40, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
 def parse_size(text: str | int | None) -> int | None:
-    """``1GB`` -> 10**9, ``512MiB`` -> 512 * 2**20, plain numbers are bytes."""
-    if text is None or isinstance(text, int):
-        return text
-    m = _SIZE.match(str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise click.BadParameter(f"{text!r} is not a size; write e.g. 1GB, 500MB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    """:func:`dataprep.units.parse_size` for click: bad sizes are usage errors (exit 2)."""
+    if text is None:
+        return None
+    try:
+        return units.parse_size(text)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 class SizeType(click.ParamType):
@@ -36,21 +32,6 @@ class SizeType(click.ParamType):
 
     def convert(self, value, param, ctx):
         return parse_size(value)
-
-
-def _recipe_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    """Eager: load ``--recipe`` into the context's default_map before other flags are read."""
-    if not value:
-        return
-    from dataprep.recipe import check_keys, load_recipe, table_for
-
-    try:
-        table = table_for(load_recipe(value), ctx.info_name or "")
-        allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
-        check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
-    except UsageError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    ctx.default_map = {**(ctx.default_map or {}), **table}
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -94,7 +75,7 @@ def common_options(f: Callable) -> Callable:
     f = click.option("--jobs", "-j", type=int, default=None,
                      help="Worker processes [default: all cores]. Output does not depend on it.")(f)
     f = click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True,
-                     expose_value=False, callback=_recipe_callback,
+                     expose_value=False, callback=recipe_callback,
                      help="TOML file of defaults for these flags (flags given here win).")(f)
     return f
 
@@ -211,7 +192,7 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier split in -o.")
 @click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-              callback=_recipe_callback, help="TOML file of defaults for these flags.")
+              callback=recipe_callback, help="TOML file of defaults for these flags.")
 @reports_errors
 def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, balance, root, seed,
               overwrite):

@@ -45,3 +45,19 @@ def check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     if unknown:
         raise UsageError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(unknown)}; allowed keys are {', '.join(sorted(allowed))}")
+
+
+def recipe_callback(ctx, param, value: str | None) -> None:
+    """Click callback of an eager ``--recipe`` option: the verb's table becomes the context's
+    ``default_map`` before the other flags are read (flags given on the command line win)."""
+    import click
+
+    if not value:
+        return
+    try:
+        table = table_for(load_recipe(value), ctx.info_name or "")
+        allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
+        check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    ctx.default_map = {**(ctx.default_map or {}), **table}

@@ -63,7 +63,7 @@ def _library_kwargs(verb: str, table: dict[str, Any], where: str) -> dict[str, A
     if "format" in kwargs:
         kwargs["fmt"] = kwargs.pop("format")
     if "max_bytes" in kwargs:
-        from dataprep.cli import parse_size
+        from dataprep.units import parse_size
 
         kwargs["max_bytes"] = parse_size(kwargs["max_bytes"])
     return kwargs

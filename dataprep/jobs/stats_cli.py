@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from dataprep.cli import (
-    _recipe_callback,
     cli,
     common_options,
     echo_report,
@@ -24,6 +23,7 @@ from dataprep.cli import (
 from dataprep.errors import UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS
 from dataprep.ops.resize import INTERPOLATIONS
+from dataprep.recipe import recipe_callback
 
 # Flags of `augment` that only shape the stored output; a preview reads a recipe's [augment]
 # table without them (it writes no shards).
@@ -82,7 +82,7 @@ def augment_options(f: Callable) -> Callable:
 @click.option("--jobs", "-j", type=int, default=None,
               help="Worker processes [default: all cores]. The result does not depend on it.")
 @click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-              callback=_recipe_callback,
+              callback=recipe_callback,
               help="TOML file of defaults for these flags (flags given here win).")
 @reports_errors
 def stats(src, out, split, short_side, exact, max_pixels, root, on_error, jobs):

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from dataprep.errors import DataprepError, UsageError, require
+from dataprep.recipe import recipe_callback
 from dataprep.train.config import (
     AMP_MODES,
     DEVICES,
@@ -22,23 +23,8 @@ from dataprep.train.config import (
     OPTIMIZERS,
     SCHEDULES,
     TrainConfig,
-    parse_size,
 )
-
-
-def _recipe(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    """Eager: a TOML recipe becomes the defaults of the other flags (flags given win)."""
-    if not value:
-        return
-    from dataprep.recipe import check_keys, load_recipe, table_for
-
-    try:
-        table = table_for(load_recipe(value), ctx.info_name or "")
-        allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
-        check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
-    except UsageError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    ctx.default_map = {**(ctx.default_map or {}), **table}
+from dataprep.units import parse_size
 
 
 def _floats(n: int) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -163,7 +149,7 @@ TRAIN_OPTIONS = [
     click.option("--progress/--no-progress", default=True, show_default=True,
                  help="Progress bar with loss and images/s."),
     click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True,
-                 expose_value=False, callback=_recipe,
+                 expose_value=False, callback=recipe_callback,
                  help="TOML file of defaults for these flags (flags given here win)."),
 ]
 

@@ -9,11 +9,11 @@ Only stdlib here: the CLI imports this without torch.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from dataprep.errors import UsageError
+from dataprep.units import parse_size
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
 SCHEDULES = ("step", "multistep", "cosine", "constant")
@@ -21,20 +21,6 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 LAZY_VIEWS = ("expand", "one")
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from ``"500MB"``, ``"2GiB"``, ``"1.5G"`` or a plain integer (decimal units, ``i`` for
-    binary). Raises :class:`UsageError` naming the expected forms."""
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(str(text))
-    if not m:
-        raise UsageError(f"size {text!r} is not understood; expected e.g. 500MB, 2GiB or 1000000")
-    number, unit, binary = float(m.group(1)), m.group(2).lower(), bool(m.group(3))
-    power = " kmgt".index(unit) if unit else 0
-    return int(number * (1024 if binary else 1000) ** power)
 
 
 @dataclass
