@@ -165,3 +165,32 @@ def test_tasks_survive_pickle(image_folder):
         assert clone == task
         a, b = task(record), clone(record)
         assert [(s.key, s.image, s.meta) for s in a] == [(s.key, s.image, s.meta) for s in b]
+
+
+def test_resize_keeps_the_bytes_of_an_upright_rgb_jpeg_it_does_not_change(tmp_path):
+    """Re-encoding an image that needs no resize would only add loss: its bytes are kept; an
+    image that is resized, rotated by EXIF or stored in another format is encoded anew."""
+    import io
+
+    from PIL import Image
+
+    from dataprep.jobs.tencrop import ResizeTask
+    from dataprep.records import Record
+
+    def jpeg(size, orientation=None):
+        buf = io.BytesIO()
+        img = Image.new("RGB", size, (200, 40, 10))
+        exif = Image.Exif()
+        if orientation:
+            exif[0x0112] = orientation
+        img.save(buf, "JPEG", quality=75, exif=exif.tobytes())
+        return buf.getvalue()
+
+    small, big, turned = jpeg((60, 40)), jpeg((600, 400)), jpeg((60, 40), orientation=6)
+    task = ResizeTask(short_side=64)
+    assert task(Record("a", "", 0, "c", data=small))[0].image == small
+    assert task(Record("b", "", 0, "c", data=big))[0].image != big
+    rotated = task(Record("c", "", 0, "c", data=turned))[0]
+    assert rotated.image != turned and rotated.meta["size"] == [40, 60]
+    as_png = ResizeTask(short_side=64, image_format="png")(Record("d", "", 0, "c", data=small))
+    assert as_png[0].image != small and as_png[0].ext == "png"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from dataprep.errors import ImageError, UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image_sized
@@ -52,11 +55,27 @@ class ResizeTask:
         return meta
 
     def __call__(self, record: Record) -> list[Sample]:
-        img = self.resized(record)
+        img = self.resized(record)  # decoded in full even when unchanged: proves it is whole
         meta = self.meta(record)
         meta["size"] = list(img.size)
-        return [Sample(record.key, encode_image(img, self.image_format, self.quality),
-                       self.image_format, record.label, meta)]
+        data = self.unchanged_bytes(record, img)
+        if data is None:
+            data = encode_image(img, self.image_format, self.quality)
+        return [Sample(record.key, data, self.image_format, record.label, meta)]
+
+    def unchanged_bytes(self, record: Record, img: Image.Image) -> bytes | None:
+        """The input's own bytes when re-encoding would change nothing but add loss: an RGB
+        JPEG, upright (no EXIF rotation), already at the output size, stored as jpg."""
+        if self.image_format != "jpg":
+            return None
+        try:
+            data = record.data if record.data is not None else Path(record.path).read_bytes()
+            with Image.open(io.BytesIO(data)) as src:
+                same = (src.format == "JPEG" and src.mode == "RGB" and src.size == img.size
+                        and src.getexif().get(0x0112, 1) == 1)
+        except (OSError, SyntaxError, ValueError):
+            return None
+        return data if same else None
 
 
 @dataclass(frozen=True)
