@@ -16,9 +16,8 @@ import json
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import islice, tee
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +103,30 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
         yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
 
 
+def ordered_results(task: Task, records: Iterable[Record], jobs: int, total: int | None,
+                    is_done: Callable[[int, Record], bool],
+                    precomputed: dict[int, tuple[list[Sample] | None, str | None]],
+                    ) -> Iterator[tuple[int, Record, list[Sample] | None, str | None]]:
+    """``(index, record, samples, error)`` in input order for the records not ``is_done``,
+    taking ``precomputed`` results as they are and computing the others in parallel."""
+    feed, order = tee(records)  # the two ends stay within the workers' window of each other
+
+    def to_compute() -> Iterator[Record]:
+        for index, record in enumerate(feed):
+            if index not in precomputed and not is_done(index, record):
+                yield record
+
+    computed = map_records(task, to_compute(), jobs, total)
+    for index, record in enumerate(order):
+        if is_done(index, record):
+            continue
+        if index in precomputed:
+            samples, error = precomputed[index]
+        else:
+            _, samples, error = next(computed)
+        yield index, record, samples, error
+
+
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -122,6 +145,7 @@ def execute(
     resume: dict[str, dict[str, Any]] | None = None,
     skip_splits: frozenset[str] = frozenset(),
     journals: dict[str, Journal] | None = None,
+    precomputed: dict[int, tuple[list[Sample] | None, str | None]] | None = None,
 ) -> Report:
     """Run ``task`` over ``records`` and stream the samples into one writer per split.
 
@@ -130,7 +154,8 @@ def execute(
     Records of ``skip_splits`` (already complete) are not processed at all. With ``journals``,
     each writer checkpoint is journaled. On any exception, unfinished shards are removed (an
     LMDB's committed part is kept for resuming) before it propagates; finished shards stay.
-    Running out of disk space raises :class:`DiskFullError`.
+    Running out of disk space raises :class:`DiskFullError`. ``precomputed`` maps record
+    indices to results already computed (by the size estimate), which are not computed again.
     """
     from tqdm import tqdm
 
@@ -152,15 +177,10 @@ def execute(
     report.skipped = len(report.errors)
     report.bytes_written = sum(bytes_per_split.values())
     writers: dict[str, Writer] = {}
-    indices: deque[int] = deque()
 
-    def todo() -> Iterator[Record]:
-        for index, record in enumerate(records):
-            split = record.split or default_split
-            if split in skip_splits or index < resume.get(split, {}).get("next_record", 0):
-                continue
-            indices.append(index)
-            yield record
+    def is_done(index: int, record: Record) -> bool:
+        split = record.split or default_split
+        return split in skip_splits or index < resume.get(split, {}).get("next_record", 0)
 
     remaining = None if total is None else total - sum(
         p["next_record"] for p in resume.values())
@@ -168,8 +188,8 @@ def execute(
     bar = tqdm(total=remaining, unit="img", desc=command, file=sys.stderr, leave=False,
                disable=None if progress is None else not progress)
     try:
-        for record, samples, error in map_records(task, todo(), n_jobs, remaining):
-            index = indices.popleft()
+        for index, record, samples, error in ordered_results(
+                task, records, n_jobs, remaining, is_done, precomputed or {}):
             bar.update(1)
             split = record.split or default_split
             if error is not None:

@@ -36,7 +36,7 @@ from dataprep.io.writers import (
     tar_sample_bytes,
 )
 from dataprep.journal import Journal
-from dataprep.records import Record
+from dataprep.records import Record, Sample
 from dataprep.report import Report, human_bytes
 from dataprep.runner import Task, execute
 
@@ -164,23 +164,29 @@ def _stored_bytes(fmt: str, samples: list) -> int:
     return sum((s.nbytes + 4095) // 4096 * 4096 for s in samples)  # folder: whole blocks
 
 
-def estimate(records: list[Record], task: Task, fmt: str, out: Path,
-             k: int = ESTIMATE_RECORDS) -> Estimate:
-    """Process ``k`` records spread over the input and extrapolate the output size."""
-    n = len(records)
+def estimate(todo: list[tuple[int, Record]], task: Task, fmt: str, out: Path,
+             k: int = ESTIMATE_RECORDS,
+             ) -> tuple[Estimate, dict[int, tuple[list[Sample] | None, str | None]]]:
+    """Process ``k`` records spread over ``todo`` (index, record pairs) and extrapolate the
+    output size. Also returns their results by index, so the run does not compute them again.
+    """
+    n = len(todo)
     k = max(2, min(k, n // 16))  # ~6% of a small run, never more than k records
-    picks = [records[i * n // k] for i in range(k)] if n > k else list(records)
+    picks = [todo[i * n // k] for i in range(k)] if n > k else list(todo)
+    results: dict[int, tuple[list[Sample] | None, str | None]] = {}
     total_bytes = total_samples = 0
-    for record in picks:
+    for index, record in picks:
         try:
             samples = task(record)
-        except ImageError:
-            continue  # skipped inputs write nothing
+        except ImageError as exc:
+            results[index] = (None, str(exc))  # skipped inputs write nothing
+            continue
+        results[index] = (samples, None)
         total_samples += len(samples)
         total_bytes += _stored_bytes(fmt, samples)
     scale = n / max(len(picks), 1)
-    return Estimate(n, round(total_samples * scale), round(total_bytes * scale),
-                    _free_bytes(out))
+    est = Estimate(n, round(total_samples * scale), round(total_bytes * scale), _free_bytes(out))
+    return est, results
 
 
 def check_budget(est: Estimate, out: Path, max_disk: int | None) -> None:
@@ -242,8 +248,9 @@ def run_job(
         plan = plans.get(record.split or default_split, SplitPlan("new"))
         return plan.state != "complete" and index >= (plan.resume or {}).get("next_record", 0)
 
-    todo = [r for i, r in enumerate(listed) if pending(i, r)]
-    est = estimate(todo, task, fmt, out) if todo else Estimate(0, 0, 0, _free_bytes(out))
+    todo = [(i, r) for i, r in enumerate(listed) if pending(i, r)]
+    est, precomputed = (estimate(todo, task, fmt, out) if todo else
+                        (Estimate(0, 0, 0, _free_bytes(out)), {}))
     if listed is not records and total:  # a stream: scale the head's estimate to the total
         est = Estimate(total, est.samples * total // max(est.records, 1),
                        est.bytes * total // max(est.records, 1), est.free)
@@ -271,7 +278,8 @@ def run_job(
     report = execute(command, records, task, writer_for, out, jobs=jobs, on_error=on_error,
                      total=total, default_split=default_split,
                      resume={s: p.resume for s, p in plans.items() if p.resume},
-                     skip_splits=frozenset(report_complete), journals=journals)
+                     skip_splits=frozenset(report_complete), journals=journals,
+                     precomputed=precomputed)
     report.complete = report_complete
     report.estimated_bytes = est.bytes
     skipped_per_split: dict[str, int] = {}
