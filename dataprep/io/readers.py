@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import ShardError, SourceError
+from dataprep.io import tarformat
 from dataprep.records import Sample
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
@@ -82,44 +83,65 @@ def list_tar_shards(src: str | Path, split: str | None = None) -> list[str]:
     raise SourceError(f"{s} is not a WebDataset directory, .tar file or brace pattern")
 
 
+_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")  # gz bz2 xz zstd
+
+
+def _split_name(name: str) -> tuple[str, str] | None:
+    """(key, lower-case field) of a member name, as webdataset groups them; None to skip."""
+    base = name.rsplit("/", 1)[-1]
+    if "." not in base:
+        return None
+    prefix, field = base.split(".", 1)
+    return (name[: len(name) - len(base)] + prefix).lstrip("./"), field.lower()
+
+
 def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
     """Stream one tar: yields ``{"__key__": key, field: bytes, ...}`` per sample, in order.
 
     Members are grouped by key (the member name up to the first dot of its basename), as
-    webdataset does; only regular files with allowed fields are read.
+    webdataset does; only regular files with allowed fields are read (the others are skipped
+    without reading their data). Uncompressed tars are parsed by :mod:`dataprep.io.tarformat`;
+    compressed ones go through ``tarfile``.
     """
+
+    def want(name: str, size: int) -> bool:
+        parts = _split_name(name)
+        if parts is None or parts[1] not in ALLOWED_FIELDS:
+            return False
+        if size > MAX_MEMBER_BYTES:
+            raise ShardError(
+                f"{path}: member {name!r} is {size:,} bytes, over the "
+                f"{MAX_MEMBER_BYTES:,}-byte limit; the shard is corrupt or hostile"
+            )
+        return True
+
     current: dict[str, Any] | None = None
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue  # directories, symlinks, devices: never followed, never written
-                name = member.name
-                base = name.rsplit("/", 1)[-1]
-                if "." not in base:
-                    continue
-                prefix, field = base.split(".", 1)
-                key = (name[: len(name) - len(base)] + prefix).lstrip("./")
-                field = field.lower()
-                if field not in ALLOWED_FIELDS:
-                    continue
-                if member.size > MAX_MEMBER_BYTES:
-                    raise ShardError(
-                        f"{path}: member {name!r} is {member.size:,} bytes, over the "
-                        f"{MAX_MEMBER_BYTES:,}-byte limit; the shard is corrupt or hostile"
-                    )
-                fobj = tar.extractfile(member)
-                data = fobj.read() if fobj is not None else b""
+        with open(path, "rb", buffering=1 << 20) as f:
+            compressed = f.peek(6)[:6].startswith(_COMPRESSED)
+            members = _tarfile_members(f, want) if compressed else tarformat.iter_members(f, want)
+            for name, data in members:
+                key, field = _split_name(name)  # type: ignore[misc]  (want() kept it)
                 if current is not None and current["__key__"] != key:
                     yield current
                     current = None
                 if current is None:
                     current = {"__key__": key, "__url__": str(path)}
                 current[field] = data
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarformat.TarFormatError, tarfile.TarError, EOFError) as exc:
         raise ShardError(f"{path}: not a readable tar shard ({exc})") from exc
+    except OSError as exc:
+        raise ShardError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if current is not None:
         yield current
+
+
+def _tarfile_members(f: Any, want: Any) -> Iterator[tuple[str, bytes]]:
+    with tarfile.open(fileobj=f, mode="r|*") as tar:
+        for member in tar:
+            if member.isfile() and want(member.name, member.size):
+                fobj = tar.extractfile(member)
+                yield member.name, fobj.read() if fobj is not None else b""
 
 
 def to_sample(d: dict[str, Any]) -> Sample:

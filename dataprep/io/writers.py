@@ -7,16 +7,15 @@ a shard is written under a temporary name and renamed only when whole (DESIGN 6)
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
-import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
+from dataprep.io import tarformat
 from dataprep.io.readers import LMDB_FORMAT, lmdb_key
 from dataprep.records import Sample
 
@@ -67,7 +66,8 @@ def tar_sample_bytes(sample: Sample, meta: bytes) -> int:
 def tar_file_bytes(member_bytes: int) -> int:
     """Size of a tar file holding ``member_bytes`` of members: two zero blocks close it and
     the whole is padded to tarfile's 10240-byte records."""
-    return (member_bytes + 1024 + tarfile.RECORDSIZE - 1) // tarfile.RECORDSIZE * tarfile.RECORDSIZE
+    end = member_bytes + 2 * tarformat.BLOCK
+    return end + (-end % tarformat.RECORD)
 
 
 class Writer(Protocol):
@@ -88,6 +88,9 @@ class TarShardWriter:
     The views of one record stay in one shard: a new shard starts before a record whose samples
     would push the current one past ``max_count`` samples or ``max_bytes`` (a shard always holds
     at least one record). ``resume={"shards": [...]}`` continues after those finished shards.
+
+    Members are packed by :mod:`dataprep.io.tarformat` (the bytes ``tarfile`` writes in GNU
+    format) and hashed as they are written, so a finished shard is not read back.
     """
 
     def __init__(self, out_dir: str | Path, split: str, max_count: int = 10_000,
@@ -97,47 +100,48 @@ class TarShardWriter:
         self.max_count = max_count
         self.max_bytes = max_bytes
         self.shards: list[ShardInfo] = [ShardInfo(**d) for d in (resume or {}).get("shards", [])]
-        self._tar: tarfile.TarFile | None = None
+        self._file: BinaryIO | None = None
+        self._hash = hashlib.sha256()
         self._count = 0
         self._bytes = 0
-
 
     def _path(self, index: int) -> Path:
         return self.out_dir / f"{self.split}-{index:06d}.tar"
 
     def _open(self) -> None:
         path = self._path(len(self.shards))
-        self._tar = tarfile.open(str(path) + TMP_SUFFIX, "w", format=tarfile.GNU_FORMAT)
+        self._file = open(str(path) + TMP_SUFFIX, "wb", buffering=1 << 20)  # noqa: SIM115
+        self._hash = hashlib.sha256()
         self._count = 0
         self._bytes = 0
 
-    def _add(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mtime = TAR_MTIME
-        info.mode = 0o644
-        info.uname = info.gname = ""
-        assert self._tar is not None
-        self._tar.addfile(info, io.BytesIO(data))
-        self._tar.members.clear()  # tarfile keeps every TarInfo; a writer never reads them
+    def _write(self, chunks: list[bytes]) -> None:
+        assert self._file is not None
+        for chunk in chunks:
+            self._hash.update(chunk)
+        self._file.writelines(chunks)
 
     def write_group(self, samples: list[Sample]) -> bool:
         metas = [sample_json(s) for s in samples]
         nbytes = sum(tar_sample_bytes(s, m) for s, m in zip(samples, metas, strict=True))
         checkpoint = False
-        if self._tar is not None and (
+        if self._file is not None and (
             self._count + len(samples) > self.max_count
             or (self.max_bytes is not None
                 and tar_file_bytes(self._bytes + nbytes) > self.max_bytes)
         ):
             self._finish()
             checkpoint = True
-        if self._tar is None:
+        if self._file is None:
             self._open()
+        chunks: list[bytes] = []
         for sample, meta in zip(samples, metas, strict=True):
-            self._add(f"{sample.key}.{sample.ext}", sample.image)
-            self._add(f"{sample.key}.cls", str(sample.cls).encode())
-            self._add(f"{sample.key}.json", meta)
+            chunks += tarformat.member_chunks(f"{sample.key}.{sample.ext}", sample.image,
+                                              TAR_MTIME)
+            chunks += tarformat.member_chunks(f"{sample.key}.cls", str(sample.cls).encode(),
+                                              TAR_MTIME)
+            chunks += tarformat.member_chunks(f"{sample.key}.json", meta, TAR_MTIME)
+        self._write(chunks)
         self._count += len(samples)
         self._bytes += nbytes
         return checkpoint
@@ -149,26 +153,29 @@ class TarShardWriter:
         return {"shards": [s.to_json() for s in self.shards]}
 
     def _finish(self) -> None:
-        assert self._tar is not None
-        self._tar.close()
-        self._tar = None
+        assert self._file is not None
+        self._write([tarformat.closing(self._bytes)])
+        self._file.flush()  # on failure (disk full), abort() still finds and removes the file
+        os.fsync(self._file.fileno())
+        f, self._file = self._file, None
+        f.close()
         final = self._path(len(self.shards))
-        tmp = Path(str(final) + TMP_SUFFIX)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        os.replace(str(final) + TMP_SUFFIX, final)
         self.shards.append(ShardInfo(final.name, self._count, final.stat().st_size,
-                                     sha256_file(final)))
+                                     self._hash.hexdigest()))
 
     def close(self) -> list[ShardInfo]:
-        if self._tar is not None:
+        if self._file is not None:
             self._finish()
         return self.shards
 
     def abort(self) -> None:
-        if self._tar is not None:
-            self._tar.close()
-            self._tar = None
+        if self._file is not None:
+            f, self._file = self._file, None
+            try:
+                f.close()  # flushes what is buffered: may fail again when the disk is full
+            except OSError:
+                pass
             Path(str(self._path(len(self.shards))) + TMP_SUFFIX).unlink(missing_ok=True)
 
 
