@@ -137,7 +137,8 @@ def open_image_sized(
             orientation = img.getexif().get(_ORIENTATION, 1)
             if box is not None:
                 box = orient_box(box, img.size, orientation)
-            img = ImageOps.exif_transpose(img)
+            if orientation in (2, 3, 4, 5, 6, 7, 8):  # else exif_transpose only copies
+                img = ImageOps.exif_transpose(img)
             size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
             return _to_rgb(img), size, box
     except ImageError:
