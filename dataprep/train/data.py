@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +30,9 @@ import torch
 from PIL import Image
 
 from dataprep.errors import ImageError, ShardError
-from dataprep.io.decode import open_image
+from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
 from dataprep.io.readers import IMAGE_FIELDS, iter_tar, lmdb_key, to_sample
-from dataprep.ops.crop import center_crop, five_boxes
+from dataprep.ops.crop import center_box, center_crop, five_boxes
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.rng import sample_rng
 from dataprep.records import Sample
@@ -236,6 +237,93 @@ def eval_pixels(img: Image.Image, is_view: bool, aug: Augment) -> np.ndarray:
     return np.asarray(center_crop(img, aug.img_size), dtype=np.uint8)
 
 
+_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                          0xCE, 0xCF))
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, read without decoding; None if not found."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, end = 2, len(data)
+    while pos + 9 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF_MARKERS:
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(
+                data[pos + 5:pos + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None
+
+
+_decode_jpeg: Any = None
+
+
+def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """HWC uint8 RGB pixels of a JPEG, decoded by torchvision's libjpeg-turbo straight into an
+    array (no Pillow image: no RGB->RGBX->RGB round trip), EXIF orientation applied.
+
+    The same pixels as :func:`dataprep.io.decode.open_image` (both run libjpeg-turbo's
+    accurate IDCT and fancy upsampling). Returns None where this path does not apply (not a
+    JPEG, over ``max_pixels``, a decode error, torchvision missing): the caller then uses
+    ``open_image``, which also gives the clear error for a bad file.
+    """
+    global _decode_jpeg
+    size = jpeg_size(data)
+    if size is None or size[0] * size[1] > max_pixels or size[0] * size[1] == 0:
+        return None
+    if _decode_jpeg is None:
+        try:
+            from torchvision.io import ImageReadMode, decode_jpeg
+        except ImportError:  # no torchvision, or one without image decoding: Pillow it is
+            _decode_jpeg = False
+            return None
+        def _decode_jpeg(buf: torch.Tensor) -> torch.Tensor:  # noqa: E306
+            # torchvision 0.29 announces that a later release drops its image decoders (the
+            # import above then fails and Pillow decodes): not a notice for our users
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return decode_jpeg(buf, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    elif _decode_jpeg is False:
+        return None
+    try:
+        chw = _decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    except (RuntimeError, ValueError):
+        return None
+    return chw.permute(1, 2, 0).numpy()  # a view: torchvision decodes into HWC memory
+
+
+def train_array(arr: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
+    """:func:`train_pixels` of a stored image (not a view) already at ``aug.short_side``, on an
+    HWC array; draws from ``rng`` in the same order. Requires ``aug.jitter is None``."""
+    c = aug.img_size
+    h, w = arr.shape[:2]
+    x = int(rng.integers(0, w - c + 1))
+    y = int(rng.integers(0, h - c + 1))
+    arr = arr[y:y + c, x:x + c]
+    if aug.hflip and rng.random() < 0.5:
+        arr = torch.from_numpy(arr).flip(1).numpy()  # 20x numpy's copy of a reversed view
+    else:
+        arr = np.ascontiguousarray(arr)
+    if aug.lighting is not None:
+        arr = aug.lighting(arr, rng)
+    return arr
+
+
+def eval_array(arr: np.ndarray, aug: Augment) -> np.ndarray:
+    """:func:`eval_pixels` of a stored image already at ``aug.short_side``, on an HWC array."""
+    h, w = arr.shape[:2]
+    left, top, right, bottom = center_box(w, h, aug.img_size)
+    return np.ascontiguousarray(arr[top:bottom, left:right])
+
+
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
               channels_last: bool = False) -> torch.Tensor:
     """uint8 NCHW on the device -> float ``(x / 255 - mean) / std``; mean, std: (1, 3, 1, 1)."""
@@ -345,6 +433,14 @@ class ShardStream(torch.utils.data.IterableDataset):
             cycle += 1
 
     def _pixels(self, sample: Sample, view: int | None, cycle: int) -> np.ndarray | None:
+        if (view is None and "view" not in sample.meta and sample.ext in ("jpg", "jpeg")
+                and (not self.train or self.aug.jitter is None)):
+            arr = decode_jpeg_array(sample.image)
+            if arr is not None and min(arr.shape[:2]) == self.aug.short_side:
+                if not self.train:
+                    return eval_array(arr, self.aug)
+                vkey = sample.key if cycle == 0 else f"{sample.key}#{cycle}"
+                return train_array(arr, self.aug, sample_rng(self.seed, vkey, 0, self.epoch))
         try:
             img = open_image(sample.image)
             if view is not None:
@@ -408,9 +504,21 @@ class ShardStream(torch.utils.data.IterableDataset):
 
 
 def _collate(images: list[np.ndarray], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    # NHWC in memory, NCHW in shape: exactly the channels-last layout, no copy
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    return x, torch.tensor(labels, dtype=torch.int64)
+    """One uint8 batch, NHWC in memory and NCHW in shape: exactly the channels-last layout.
+    In a DataLoader worker the batch is made in shared memory, as torch's default collate
+    does, so sending it to the main process copies nothing."""
+    shape = (len(images), *images[0].shape)
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        try:
+            storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+            out = torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
+        except (AttributeError, RuntimeError):  # another torch: its pickler shares the batch
+            out = None
+    if out is None:
+        out = torch.empty(shape, dtype=torch.uint8)
+    np.stack(images, out=out.numpy())
+    return out.permute(0, 3, 1, 2), torch.tensor(labels, dtype=torch.int64)
 
 
 def make_loader(stream: ShardStream, workers: int, pin_memory: bool = False,

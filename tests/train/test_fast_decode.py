@@ -1,0 +1,112 @@
+"""The loader's JPEG path (torchvision's decoder, crops on arrays) gives the pixels of the Pillow
+path it stands in for: same decode, same crop and flip for the same seed, same batches."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dataprep.io.decode import open_image
+from dataprep.io.writers import TarShardWriter
+from dataprep.ops.resize import resize_short_side
+from dataprep.ops.rng import sample_rng
+from dataprep.records import Sample
+from dataprep.train import data
+from dataprep.train.data import (
+    Augment,
+    ShardStream,
+    decode_jpeg_array,
+    eval_array,
+    eval_pixels,
+    jpeg_size,
+    train_array,
+    train_pixels,
+)
+from dataprep.train.sources import resolve_source
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTOS = sorted((REPO / "examples" / "photos").rglob("*.jpg"))
+EDGE = REPO / "tests" / "data" / "edge"
+EDGE_JPEGS = sorted(p for d in ("exif_orientation", "cmyk", "grayscale")
+                    for p in (EDGE / d).glob("*.jpg"))
+
+
+def jpeg_at(img: Image.Image, short_side: int, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    resize_short_side(img, short_side).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("path", PHOTOS[:8] + EDGE_JPEGS, ids=lambda p: p.name)
+def test_decode_equals_open_image_exif_cmyk_and_gray_included(path):
+    raw = path.read_bytes()
+    expected = np.asarray(open_image(raw))
+    got = decode_jpeg_array(raw)
+    assert got is not None
+    assert got.shape == expected.shape
+    # the same libjpeg-turbo decode; a CMYK file's inversion may round differently by one
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= (1 if "cmyk" in path.name
+                                                                    else 0)
+
+
+def test_jpeg_size_reads_the_frame_header():
+    for path in PHOTOS[:8]:
+        with Image.open(path) as img:
+            assert jpeg_size(path.read_bytes()) == img.size
+    png = io.BytesIO()
+    Image.new("RGB", (5, 4)).save(png, "PNG")
+    assert jpeg_size(png.getvalue()) is None
+    assert jpeg_size(b"\xff\xd8\xff\xe0\x00") is None
+
+
+def test_what_the_fast_path_does_not_take_returns_none():
+    png = io.BytesIO()
+    Image.new("RGB", (5, 4)).save(png, "PNG")
+    assert decode_jpeg_array(png.getvalue()) is None
+    raw = PHOTOS[0].read_bytes()
+    assert decode_jpeg_array(raw, max_pixels=100) is None  # open_image refuses it, with reason
+    # a cut file is left to open_image, which refuses it with its reason (never half an image)
+    assert decode_jpeg_array(raw[: len(raw) // 2]) is None
+    for name in ("ski__truncated.jpg", "pil__truncated_jpeg.jpg"):
+        assert decode_jpeg_array((EDGE / "corrupt" / name).read_bytes()) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_train_and_eval_arrays_equal_the_pillow_functions(seed):
+    raw = jpeg_at(Image.open(PHOTOS[seed % len(PHOTOS)]).convert("RGB"), 64)
+    aug = Augment(img_size=48, short_side=64)
+    img, arr = open_image(raw), decode_jpeg_array(raw)
+    for key in ("a", "b", "c", "d"):
+        expected = train_pixels(img, False, aug, sample_rng(seed, key))
+        got = train_array(arr, aug, sample_rng(seed, key))
+        assert got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(eval_array(arr, aug), eval_pixels(img, False, aug))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_stream_batches_equal_with_and_without_the_fast_path(tmp_path, monkeypatch, train):
+    writer = TarShardWriter(tmp_path, "train", max_count=10)
+    for i, path in enumerate(PHOTOS[:12]):
+        img = open_image(path)
+        writer.write(Sample(f"k{i:02d}", jpeg_at(img, 40), "jpg", i % 3, {"label": i % 3}))
+    writer.close()
+    source = resolve_source(str(tmp_path / "train-{000000..000001}.tar"), "train")
+
+    def batches() -> list:
+        stream = ShardStream(source.parts, train=train, batch_size=4,
+                             aug=Augment(img_size=32, short_side=40), seed=3,
+                             batches=3 if train else None)
+        return [(x.clone(), y.clone()) for x, y in stream]
+
+    fast = batches()
+    monkeypatch.setattr(data, "_decode_jpeg", False)  # the Pillow path
+    slow = batches()
+    assert len(fast) == len(slow) == 3
+    for (xf, yf), (xs, ys) in zip(fast, slow, strict=True):
+        assert xf.shape == (4, 3, 32, 32)
+        assert xf.equal(xs) and yf.equal(ys)
