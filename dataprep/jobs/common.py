@@ -25,7 +25,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import DiskBudgetError, ImageError, UsageError
+from dataprep.errors import DiskBudgetError, UsageError
 from dataprep.io.manifest import read_ledger, write_info_json, write_ledger
 from dataprep.io.writers import (
     TMP_SUFFIX,
@@ -38,7 +38,7 @@ from dataprep.io.writers import (
 from dataprep.journal import Journal
 from dataprep.records import Record, Sample
 from dataprep.report import Report, human_bytes
-from dataprep.runner import Task, execute
+from dataprep.runner import Task, execute, map_records, resolve_jobs
 
 Log = Callable[[str], None]
 ESTIMATE_RECORDS = 12  # at most this many records are processed ahead to extrapolate the size
@@ -165,25 +165,23 @@ def _stored_bytes(fmt: str, samples: list) -> int:
 
 
 def estimate(todo: list[tuple[int, Record]], task: Task, fmt: str, out: Path,
-             k: int = ESTIMATE_RECORDS,
+             k: int = ESTIMATE_RECORDS, jobs: int = 1,
              ) -> tuple[Estimate, dict[int, tuple[list[Sample] | None, str | None]]]:
-    """Process ``k`` records spread over ``todo`` (index, record pairs) and extrapolate the
-    output size. Also returns their results by index, so the run does not compute them again.
+    """Process ``k`` records spread over ``todo`` (index, record pairs), on the run's workers,
+    and extrapolate the output size. Also returns their results by index, so the run does not
+    compute them again.
     """
     n = len(todo)
     k = max(2, min(k, n // 16))  # ~6% of a small run, never more than k records
     picks = [todo[i * n // k] for i in range(k)] if n > k else list(todo)
     results: dict[int, tuple[list[Sample] | None, str | None]] = {}
     total_bytes = total_samples = 0
-    for index, record in picks:
-        try:
-            samples = task(record)
-        except ImageError as exc:
-            results[index] = (None, str(exc))  # skipped inputs write nothing
-            continue
-        results[index] = (samples, None)
-        total_samples += len(samples)
-        total_bytes += _stored_bytes(fmt, samples)
+    mapped = map_records(task, [record for _, record in picks], jobs, len(picks))
+    for (index, _), (_, samples, error) in zip(picks, mapped, strict=True):
+        results[index] = (samples, error)  # skipped inputs write nothing
+        if samples is not None:
+            total_samples += len(samples)
+            total_bytes += _stored_bytes(fmt, samples)
     scale = n / max(len(picks), 1)
     est = Estimate(n, round(total_samples * scale), round(total_bytes * scale), _free_bytes(out))
     return est, results
@@ -249,7 +247,7 @@ def run_job(
         return plan.state != "complete" and index >= (plan.resume or {}).get("next_record", 0)
 
     todo = [(i, r) for i, r in enumerate(listed) if pending(i, r)]
-    est, precomputed = (estimate(todo, task, fmt, out) if todo else
+    est, precomputed = (estimate(todo, task, fmt, out, jobs=resolve_jobs(jobs)) if todo else
                         (Estimate(0, 0, 0, _free_bytes(out)), {}))
     if listed is not records and total:  # a stream: scale the head's estimate to the total
         est = Estimate(total, est.samples * total // max(est.records, 1),
