@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,10 +38,16 @@ def tencrop_runs(photo_subset, tmp_path_factory):
     base = tmp_path_factory.mktemp("determinism")
     runs: dict[tuple[str, str], Path] = {}
     for fmt in ("webdataset", "lmdb"):
-        for name, jobs in (("a", 1), ("b", 1), ("parallel", 2)):
+        for name, jobs in (("a", 1), ("b", 1), ("parallel", 2), ("loky", 2)):
             out = base / f"{fmt}-{name}"
-            # small shards so several boundaries are exercised
-            tencrop(photo_subset, out, short_side=72, crop=64, fmt=fmt, jobs=jobs, max_count=23)
+            if name == "loky":
+                os.environ["DATAPREP_POOL"] = "loky"  # joblib's pool instead of a forked one
+            try:
+                # small shards so several boundaries are exercised
+                tencrop(photo_subset, out, short_side=72, crop=64, fmt=fmt, jobs=jobs,
+                        max_count=23)
+            finally:
+                os.environ.pop("DATAPREP_POOL", None)
             runs[fmt, name] = out
     return runs
 
@@ -51,10 +60,26 @@ def test_same_command_twice_gives_identical_bytes(tencrop_runs, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["webdataset", "lmdb"])
-def test_jobs_do_not_change_the_bytes(tencrop_runs, fmt):
-    one, two = tencrop_runs[fmt, "a"], tencrop_runs[fmt, "parallel"]
+@pytest.mark.parametrize("pool", ["parallel", "loky"])
+def test_jobs_do_not_change_the_bytes(tencrop_runs, fmt, pool):
+    one, two = tencrop_runs[fmt, "a"], tencrop_runs[fmt, pool]
     assert digests(one) == digests(two)
     assert ledger_shards(one) == ledger_shards(two)
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "ProcessPoolExecutor"),
+                                               ("loky", "MemmappingExecutor")])
+def test_local_pool_is_forked_on_linux_unless_loky_is_asked_for(setting, expected):
+    env = {k: v for k, v in os.environ.items() if k != "DATAPREP_POOL"}
+    if setting:
+        env["DATAPREP_POOL"] = setting
+    code = ("from dataprep.runner import local_executor; a = local_executor(2); "
+            "print(type(a).__name__, a is local_executor(2), a.submit(sum, [1, 2]).result())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    name = expected if sys.platform.startswith("linux") else "MemmappingExecutor"
+    assert out.stdout.split() == [name, "True", "3"]
 
 
 def test_the_runs_really_produced_the_expected_shards(tencrop_runs):
