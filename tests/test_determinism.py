@@ -113,3 +113,18 @@ def test_shuffle_seed_changes_the_order(image_folder, tmp_path):
     in_order = [s.key for s in iter_samples(plain)]
     assert sorted(orders[0]) == sorted(orders[1]) == sorted(in_order)
     assert orders[0] != orders[1] and orders[0] != in_order
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "lmdb"])
+def test_a_fresh_process_with_the_forked_pool_writes_the_same_bytes(tencrop_runs, photo_subset,
+                                                                    tmp_path, fmt):
+    # the fixture's runs share this test process, whose threads (a cluster test's, say) may
+    # rule the forked pool out; a new process with two jobs always forks on Linux
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "DATAPREP_POOL"}
+    done = subprocess.run([sys.executable, "-m", "dataprep", "tencrop", str(photo_subset), "-o",
+                           str(out), "--short-side", "72", "--crop", "64", "--format", fmt,
+                           "--max-count", "23", "--jobs", "2"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert digests(out) == digests(tencrop_runs[fmt, "a"])
