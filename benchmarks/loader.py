@@ -60,17 +60,25 @@ def make_inputs(farm: Path, work: Path, jobs: int, workers: int) -> tuple[Path, 
     return shards, folder, count
 
 
-def dataprep_epoch(shards: Path, workers: int, seed: int = 0) -> int:
+def dataprep_epoch(shards: Path, workers: int, seed: int = 0, pillow: bool = False) -> int:
+    """One epoch of the trainer's stream; ``pillow``: with its JPEG decode through Pillow
+    instead of torchvision's decoder (the workers fork with the setting)."""
+    from dataprep.train import data
     from dataprep.train.data import Augment, ShardStream, batches_per_epoch, make_loader
     from dataprep.train.sources import resolve_source
+
+    data._decode_jpeg = False if pillow else None
 
     source = resolve_source(str(shards), "train")
     batches = batches_per_epoch(source.num_samples or 0, 1, BATCH)
     stream = ShardStream(source.parts, train=True, batch_size=BATCH,
                          aug=Augment(img_size=224, short_side=256), seed=seed, batches=batches)
     seen = 0
-    for x, _ in make_loader(stream, workers):
-        seen += x.shape[0]
+    try:
+        for x, _ in make_loader(stream, workers):
+            seen += x.shape[0]
+    finally:
+        data._decode_jpeg = None
     return seen
 
 
@@ -102,14 +110,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(ap, repeat=3)
     ap.add_argument("--copies", type=int, default=None,
-                    help="each photo this many times [4; 1 with --quick]")
+                    help="each photo this many times [12; 1 with --quick]")
     ap.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                     help="profile one dataprep epoch when the target is missed (auto)")
     args = ap.parse_args()
     import torch
 
     photos = photo_dir(args)
-    copies = args.copies or (1 if args.quick else 4)
+    copies = args.copies or (1 if args.quick else 12)
     farm = repeated_tree(image_files(photos), photos, args.cache / f"resize-x{copies}", copies)
     work = work_dir(args.cache, "loader")
     workers, repeat = args.jobs, repeats(args)
@@ -131,11 +139,13 @@ def main() -> None:
     best = interleaved({
         "torchvision": lambda: timed("torchvision", lambda: torchvision_epoch(folder, workers)),
         "dataprep": lambda: timed("dataprep", lambda: dataprep_epoch(shards, workers)),
+        "pillow": lambda: timed("pillow", lambda: dataprep_epoch(shards, workers, pillow=True)),
     }, repeat)
     base = counts["torchvision"] / best["torchvision"].wall_s
     rows = []
     for name, label in (("torchvision", "torchvision ImageFolder + DataLoader"),
-                        ("dataprep", "dataprep ShardStream (WebDataset shards)")):
+                        ("dataprep", "dataprep ShardStream (WebDataset shards)"),
+                        ("pillow", "dataprep ShardStream, JPEGs decoded by Pillow")):
         rate = counts[name] / best[name].wall_s
         rows.append([label, workers, counts[name], f"{best[name].wall_s:.2f}", f"{rate:.1f}",
                      f"{rate / base:.2f}"])
@@ -148,7 +158,10 @@ def main() -> None:
               f"epoch each, best of {repeat}, interleaved; dataset construction and worker "
               "start-up included. The same JPEG bytes: dataprep reads them from "
               f"{len(list(shards.glob('*.tar')))} tar shards, torchvision from files "
-              "(`RandomCrop(224), RandomHorizontalFlip(), PILToTensor()`, shuffle, drop_last)."),
+              "(`RandomCrop(224), RandomHorizontalFlip(), PILToTensor()`, shuffle, drop_last). "
+              "dataprep decodes JPEGs with torchvision's decoder (libjpeg-turbo straight into "
+              "an array) when torchvision has one; the last row forces Pillow, the decoder "
+              "ImageFolder uses, to show what the decoder is worth."),
     )
     if args.profile == "always" or (args.profile == "auto" and got < TARGET):
         print_profile(profile_epoch(shards), "dataprep loader profile (one epoch, no workers)")
