@@ -79,6 +79,14 @@ Mapped = tuple[Record, list[Sample] | None, str | None]  # record, its samples o
 _forked: dict[int, Any] = {}  # jobs -> the process pool forked for them (one at a time)
 
 
+def prestart(jobs: int | None) -> None:
+    """Start the local worker pool now, before the records are listed, when the run will use
+    it: forked from a small parent, the workers share less that the parent later changes."""
+    n = resolve_jobs(jobs)
+    if n > 1 and active()[0] == "loky":
+        local_executor(n)
+
+
 def local_executor(jobs: int) -> Any:
     """The worker pool of this machine, kept for later jobs in this process.
 
@@ -98,11 +106,19 @@ def local_executor(jobs: int) -> Any:
     _forked.clear()
     if (sys.platform.startswith("linux") and os.environ.get("DATAPREP_POOL", "fork") == "fork"
             and threading.active_count() == 1):
+        import gc
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        _forked[jobs] = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
-        return _forked[jobs]
+        # the objects alive now are shared with the workers page by page: left out of every
+        # later cyclic collection (here and there), they stay shared instead of being copied
+        # into each worker as collections touch them (the gc module's advice for fork)
+        gc.collect()
+        gc.freeze()
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int).result()  # fork the workers now, from this frozen state
+        _forked[jobs] = pool
+        return pool
     from joblib.executor import get_memmapping_executor
 
     return get_memmapping_executor(jobs)

@@ -15,6 +15,7 @@ from dataprep.io.scan import scan
 from dataprep.jobs.common import Log, run_job
 from dataprep.records import Record, Sample
 from dataprep.report import Report
+from dataprep.runner import prestart
 
 PASSTHROUGH = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
@@ -100,6 +101,7 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
     params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
                   shuffle=shuffle, seed=seed, src=str(src), views_per_record=1,
                   **({"balance": balance} if balance else {}))
+    prestart(jobs)
     source = scan(src, root=root, split=None)
     if source.records is None and not (shuffle or balance):
         # shards in, shards out: stream, so memory does not grow with the source; re-packing

@@ -20,6 +20,7 @@ from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
 from dataprep.ops.rng import sample_rng
 from dataprep.records import Record, Sample
 from dataprep.report import Report
+from dataprep.runner import prestart
 
 IMAGE_FORMATS = ("jpg", "png", "webp")
 VIEW_MODES = ("materialize", "lazy")
@@ -155,6 +156,7 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
          max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
          extra_params: dict[str, Any] | None = None) -> Report:
     stream_splits: list[str] = []
+    prestart(jobs)
     if records is None:
         source = scan(src, root=root)
         classes = source.classes
