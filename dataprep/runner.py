@@ -79,6 +79,16 @@ Mapped = tuple[Record, list[Sample] | None, str | None]  # record, its samples o
 _forked: dict[int, Any] = {}  # jobs -> the process pool forked for them (one at a time)
 
 
+_forked_exit: list[bool] = []  # the exit hook is registered
+
+
+def shutdown_local() -> None:
+    """Stop the forked worker pool (at exit, or to free its processes)."""
+    for pool in _forked.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _forked.clear()
+
+
 def prestart(jobs: int | None) -> None:
     """Start the local worker pool now, before the records are listed, when the run will use
     it: forked from a small parent, the workers share less that the parent later changes."""
@@ -101,9 +111,7 @@ def local_executor(jobs: int) -> Any:
     pool = _forked.get(jobs)
     if pool is not None and not getattr(pool, "_broken", False):
         return pool
-    for old in _forked.values():  # another size, or broken: its threads must end first
-        old.shutdown(wait=True, cancel_futures=True)
-    _forked.clear()
+    shutdown_local()  # another size, or broken: its threads must end before a fork
     if (sys.platform.startswith("linux") and os.environ.get("DATAPREP_POOL", "fork") == "fork"
             and threading.active_count() == 1):
         import gc
@@ -117,6 +125,11 @@ def local_executor(jobs: int) -> Any:
         gc.freeze()
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
         pool.submit(int).result()  # fork the workers now, from this frozen state
+        if not _forked_exit:
+            import atexit
+
+            atexit.register(shutdown_local)  # while the modules it needs are still there
+            _forked_exit.append(True)
         _forked[jobs] = pool
         return pool
     from joblib.executor import get_memmapping_executor

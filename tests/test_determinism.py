@@ -127,4 +127,5 @@ def test_a_fresh_process_with_the_forked_pool_writes_the_same_bytes(tencrop_runs
                            "--max-count", "23", "--jobs", "2"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception" not in done.stderr  # exit is clean
     assert digests(out) == digests(tencrop_runs[fmt, "a"])
