@@ -108,7 +108,7 @@ def profile_epoch(shards: Path) -> pstats.Stats:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_args(ap, repeat=3)
+    add_common_args(ap, repeat=5)
     ap.add_argument("--copies", type=int, default=None,
                     help="each photo this many times [12; 1 with --quick]")
     ap.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
