@@ -84,8 +84,12 @@ _forked_exit: list[bool] = []  # the exit hook is registered
 
 def shutdown_local() -> None:
     """Stop the forked worker pool (at exit, or to free its processes)."""
+    import gc
+
     for pool in _forked.values():
         pool.shutdown(wait=True, cancel_futures=True)
+    if _forked:
+        gc.unfreeze()  # what local_executor froze for the fork is collectable again
     _forked.clear()
 
 
@@ -108,12 +112,12 @@ def local_executor(jobs: int) -> Any:
     """
     import threading
 
+    fork = sys.platform.startswith("linux") and os.environ.get("DATAPREP_POOL", "fork") == "fork"
     pool = _forked.get(jobs)
-    if pool is not None and not getattr(pool, "_broken", False):
+    if fork and pool is not None and not getattr(pool, "_broken", False):
         return pool
-    shutdown_local()  # another size, or broken: its threads must end before a fork
-    if (sys.platform.startswith("linux") and os.environ.get("DATAPREP_POOL", "fork") == "fork"
-            and threading.active_count() == 1):
+    shutdown_local()  # another size, broken, or not wanted: its threads end before any fork
+    if fork and threading.active_count() == 1:
         import gc
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

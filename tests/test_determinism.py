@@ -115,6 +115,19 @@ def test_shuffle_seed_changes_the_order(image_folder, tmp_path):
     assert orders[0] != orders[1] and orders[0] != in_order
 
 
+def test_asking_for_loky_after_a_forked_pool_gets_loky():
+    env = {k: v for k, v in os.environ.items() if k != "DATAPREP_POOL"}
+    code = ("import os; from dataprep.runner import local_executor; a = local_executor(2); "
+            "os.environ['DATAPREP_POOL'] = 'loky'; b = local_executor(2); "
+            "print(type(a).__name__, type(b).__name__, b.submit(sum, [1, 2]).result())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    first = "ProcessPoolExecutor" if sys.platform.startswith("linux") else "MemmappingExecutor"
+    assert out.stdout.split() == [first, "MemmappingExecutor", "3"]
+    assert "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize("fmt", ["webdataset", "lmdb"])
 def test_a_fresh_process_with_the_forked_pool_writes_the_same_bytes(tencrop_runs, photo_subset,
                                                                     tmp_path, fmt):

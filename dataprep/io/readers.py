@@ -118,8 +118,12 @@ def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
     current: dict[str, Any] | None = None
     try:
         with open(path, "rb", buffering=1 << 20) as f:
-            compressed = f.peek(6)[:6].startswith(_COMPRESSED)
-            members = _tarfile_members(f, want) if compressed else tarformat.iter_members(f, want)
+            head = f.peek(tarformat.BLOCK)[:tarformat.BLOCK]
+            # a plain tar starts with a header block (or is empty); anything else (gzip, xz,
+            # lzma, ... or not a tar at all) goes through tarfile, which knows the rest
+            plain = head.strip(b"\0") == b"" or (not head.startswith(_COMPRESSED)
+                                                 and tarformat.is_header(head))
+            members = tarformat.iter_members(f, want) if plain else _tarfile_members(f, want)
             for name, data in members:
                 key, field = _split_name(name)  # type: ignore[misc]  (want() kept it)
                 if current is not None and current["__key__"] != key:
@@ -128,7 +132,8 @@ def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
                 if current is None:
                     current = {"__key__": key, "__url__": str(path)}
                 current[field] = data
-    except (tarformat.TarFormatError, tarfile.TarError, EOFError) as exc:
+    except (tarformat.TarFormatError, tarfile.TarError, EOFError, ValueError,
+            OverflowError) as exc:
         raise ShardError(f"{path}: not a readable tar shard ({exc})") from exc
     except OSError as exc:
         raise ShardError(f"{path}: cannot read ({exc.strerror or exc})") from exc

@@ -132,6 +132,23 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
+MAX_SIZE = 1 << 40  # no member of a shard is a terabyte: a larger size is damage or hostile
+
+
+def _checked_size(size: int) -> int:
+    if not 0 <= size <= MAX_SIZE:
+        raise TarFormatError(f"member size {size} is out of range")
+    return size
+
+
+def is_header(block: bytes) -> bool:
+    """Whether ``block`` is a tar header (a whole 512-byte block with a valid checksum)."""
+    try:
+        return len(block) == BLOCK and _checksum_ok(block)
+    except TarFormatError:
+        return False
+
+
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
@@ -166,9 +183,7 @@ def iter_members(f: BinaryIO, want: Callable[[str, int], bool],
             raise TarFormatError("bad checksum" if offset else "not a tar header (bad checksum)")
         offset += BLOCK
         typeflag = block[156:157]
-        size = _number(block[124:136])
-        if size < 0:
-            raise TarFormatError("negative member size")
+        size = _checked_size(_number(block[124:136]))
         padded = size + (-size % BLOCK)
         if typeflag in (b"L", b"x", b"g", b"K"):  # meta-data for the next member
             if size > 1 << 20:
@@ -190,10 +205,9 @@ def iter_members(f: BinaryIO, want: Callable[[str, int], bool],
         if "path" in pax:
             name = pax["path"]
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError:
-                raise TarFormatError("malformed pax size") from None
+            if not (pax["size"].isascii() and pax["size"].isdigit()):
+                raise TarFormatError(f"malformed pax size {pax['size'][:40]!r}")
+            size = _checked_size(int(pax["size"]))
             padded = size + (-size % BLOCK)
         long_name, pax = None, {}
         regular = typeflag in _REGULAR and not (typeflag == b"\0" and name.endswith("/"))
