@@ -49,7 +49,9 @@ def cluster_options(f: Callable) -> Callable:
                           "one].")(f)
     f = click.option("--backend", type=click.Choice(BACKENDS), default="loky",
                      show_default=True, expose_value=False, callback=_remember,
-                     help="loky: local processes; dask / ray: the workers of a cluster "
+                     help="loky: processes on this machine (forked on Linux, joblib's loky "
+                          "pool elsewhere or with DATAPREP_POOL=loky); dask / ray: the "
+                          "workers of a cluster "
                           "(pip install 'dataprep[dist]'). The output is the same.")(f)
     return f
 
