@@ -1,9 +1,11 @@
 """Parallel execution of a job: records -> task (in workers) -> samples -> writers (in order).
 
-Design (DESIGN 6): records are cut into small ordered chunks; joblib runs chunks in worker
-processes and hands results back *in input order*, so shard boundaries, order and bytes depend
-only on inputs and parameters, never on ``--jobs``. Chunks are small enough that a few hundred
-images keep every core busy; memory is bounded by the chunks in flight, not the dataset size.
+Design (DESIGN 6): records are cut into small ordered chunks; a pool of worker processes
+(:func:`local_executor`: forked on Linux, joblib's loky pool elsewhere; or a Dask / Ray
+cluster) runs them, and results are handed back *in input order*, so shard boundaries, order
+and bytes depend only on inputs and parameters, never on ``--jobs`` or the pool. Chunks are
+small enough that a few hundred images keep every core busy; memory is bounded by the chunks
+in flight, not the dataset size.
 Writers live in this (the parent) process, which is what LMDB's single writer needs, and they
 finalize each shard atomically. Per-image failures (:class:`ImageError`) are data: counted,
 listed in ``errors.jsonl``, and raised only under ``on_error="raise"``. Code bugs still crash.
