@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -164,16 +164,16 @@ def _stored_bytes(fmt: str, samples: list) -> int:
     return sum((s.nbytes + 4095) // 4096 * 4096 for s in samples)  # folder: whole blocks
 
 
-def estimate(todo: list[tuple[int, Record]], task: Task, fmt: str, out: Path,
+def estimate(todo: Iterable[tuple[int, Record]], n: int, task: Task, fmt: str, out: Path,
              k: int = ESTIMATE_RECORDS, jobs: int = 1,
              ) -> tuple[Estimate, dict[int, tuple[list[Sample] | None, str | None]]]:
-    """Process ``k`` records spread over ``todo`` (index, record pairs), on the run's workers,
-    and extrapolate the output size. Also returns their results by index, so the run does not
-    compute them again.
+    """Process ``k`` records spread over the ``n`` (index, record) pairs of ``todo``, on the
+    run's workers, and extrapolate the output size. Also returns their results by index, so
+    the run does not compute them again.
     """
-    n = len(todo)
     k = max(2, min(k, n // 16))  # ~6% of a small run, never more than k records
-    picks = [todo[i * n // k] for i in range(k)] if n > k else list(todo)
+    wanted = {i * n // k for i in range(k)} if n > k else None
+    picks = [item for j, item in enumerate(todo) if wanted is None or j in wanted]
     results: dict[int, tuple[list[Sample] | None, str | None]] = {}
     total_bytes = total_samples = 0
     mapped = map_records(task, [record for _, record in picks], jobs, len(picks))
@@ -238,6 +238,7 @@ def run_job(
     for r in listed:
         by_split.setdefault(r.split or default_split, []).append(r)
     fingerprints = {s: fingerprint(command, params, by_split.get(s, [])) for s in splits}
+    del by_split
     clean = {k: v for k, v in params.items() if k != "jobs"}
     plans = plan_splits(out, fmt, fingerprints, overwrite, log) if out.exists() else {
         s: SplitPlan("new") for s in fingerprints}
@@ -246,9 +247,12 @@ def run_job(
         plan = plans.get(record.split or default_split, SplitPlan("new"))
         return plan.state != "complete" and index >= (plan.resume or {}).get("next_record", 0)
 
-    todo = [(i, r) for i, r in enumerate(listed) if pending(i, r)]
-    est, precomputed = (estimate(todo, task, fmt, out, jobs=resolve_jobs(jobs)) if todo else
-                        (Estimate(0, 0, 0, _free_bytes(out)), {}))
+    def todo() -> Iterator[tuple[int, Record]]:  # not a list: a million pairs weigh ~90 MB
+        return ((i, r) for i, r in enumerate(listed) if pending(i, r))
+
+    n_todo = sum(1 for _ in todo())
+    est, precomputed = (estimate(todo(), n_todo, task, fmt, out, jobs=resolve_jobs(jobs))
+                        if n_todo else (Estimate(0, 0, 0, _free_bytes(out)), {}))
     if listed is not records and total:  # a stream: scale the head's estimate to the total
         est = Estimate(total, est.samples * total // max(est.records, 1),
                        est.bytes * total // max(est.records, 1), est.free)
