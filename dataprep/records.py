@@ -13,6 +13,8 @@ from typing import Any
 _UNSAFE = re.compile(r"[^\w\-]+")  # \w: letters and digits of any script, and _
 _UNSAFE_PATH = re.compile(r"[^\w\-/]+")
 _EMPTY_OR_DOT_PART = re.compile(r"(?:^|/)\.?(?:/|$)")  # "", "." parts: "a//b", "./a", "a/"
+# the common case, "class/img_001.jpg": ASCII word characters and "-", one extension
+_PLAIN = re.compile(r"(?:[A-Za-z0-9_\-]+/)*[A-Za-z0-9_\-]+\.[A-Za-z0-9_]+")
 
 
 @contextmanager
@@ -39,6 +41,13 @@ def make_key(relpath: str) -> str:
     ``animals__cat_01``. Letters and digits of any script, ``_`` and ``-`` are kept (in NFC form,
     so a name macOS stored decomposed gives the same key); runs of other characters become ``_``.
     """
+    if _PLAIN.fullmatch(relpath):  # nothing to replace: drop the extension, flatten
+        return relpath[: relpath.rindex(".")].replace("/", "__")
+    return _general_key(relpath)
+
+
+def _general_key(relpath: str) -> str:
+    """:func:`make_key` for any path."""
     text = relpath if relpath.isascii() else unicodedata.normalize("NFC", relpath)
     text = text.replace("\\", "/")
     if _EMPTY_OR_DOT_PART.search(text) is None:

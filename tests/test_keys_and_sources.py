@@ -45,6 +45,20 @@ def test_keys_never_hold_dots_or_slashes(parts):
     assert key == make_key(rel)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="aZ09_-./\\ +é", min_size=1, max_size=24))
+def test_the_plain_path_shortcut_gives_the_general_rule(rel):
+    from dataprep.records import _general_key
+
+    try:
+        expected = _general_key(rel)
+    except ValueError:
+        with pytest.raises(ValueError):
+            make_key(rel)
+        return
+    assert make_key(rel) == expected
+
+
 def test_folder_scan_natural_order_labels_and_filters(tmp_path, gradient):
     root = tmp_path / "root"
     for cls in ("class10", "class2", "class1"):
