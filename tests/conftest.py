@@ -12,27 +12,12 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from imagegen import gradient, gradient_array  # noqa: F401  (re-exported)
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO / "examples" / "photos"
-
-
-def gradient_array(width: int, height: int) -> np.ndarray:
-    """uint8 (height, width, 3): red grows with x, green with y, blue is a diagonal texture."""
-    y, x = np.mgrid[0:height, 0:width]
-    red = (x * 255 // max(width - 1, 1)).astype(np.uint8)
-    green = (y * 255 // max(height - 1, 1)).astype(np.uint8)
-    blue = ((x * 7 + y * 13) % 256).astype(np.uint8)
-    return np.stack([red, green, blue], axis=-1)
-
-
-def gradient(width: int, height: int, mode: str = "RGB") -> Image.Image:
-    """A gradient image of any size, converted to ``mode``."""
-    img = Image.fromarray(gradient_array(width, height), "RGB")
-    return img if mode == "RGB" else img.convert(mode)
 
 
 def encode(img: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imagegen import gradient
 from PIL import Image
 
 from dataprep.errors import ImageError, UsageError
@@ -31,14 +32,6 @@ PHOTO_PATHS = sorted(
 RTOL = 1e-6
 
 
-def gradient(width: int, height: int) -> Image.Image:
-    """Visible gradients in every channel; odd sizes make off-by-one errors change pixels."""
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack(
-        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x * 7 + y * 13) % 256],
-        axis=-1,
-    ).astype(np.uint8)
-    return Image.fromarray(rgb, "RGB")
 
 
 def reference(images: list[np.ndarray]) -> dict[str, np.ndarray]:

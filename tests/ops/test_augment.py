@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imagegen import gradient
 from PIL import Image, ImageFilter
 
 from dataprep.errors import ImageError, UsageError
@@ -47,13 +48,6 @@ from dataprep.ops.rng import sample_rng
 PHOTOS = Path(__file__).resolve().parents[2] / "examples" / "photos"
 
 
-def gradient(width: int, height: int) -> Image.Image:
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack(
-        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x * 7 + y * 13) % 256],
-        axis=-1,
-    ).astype(np.uint8)
-    return Image.fromarray(rgb, "RGB")
 
 
 def px(img: Image.Image) -> np.ndarray:

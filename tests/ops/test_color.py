@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imagegen import gradient
 from PIL import Image
 
 from dataprep.errors import UsageError
@@ -32,13 +33,6 @@ from dataprep.ops.rng import sample_rng
 PHOTOS = Path(__file__).resolve().parents[2] / "examples" / "photos"
 
 
-def gradient(width: int, height: int) -> Image.Image:
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack(
-        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x * 7 + y * 13) % 256],
-        axis=-1,
-    ).astype(np.uint8)
-    return Image.fromarray(rgb, "RGB")
 
 
 def photo(name: str, short_side: int = 96) -> Image.Image:
