@@ -97,7 +97,8 @@ def shutdown_local() -> None:
 
 def prestart(jobs: int | None) -> None:
     """Start the local worker pool now, before the records are listed, when the run will use
-    it: forked from a small parent, the workers share less that the parent later changes."""
+    it: forked from a smaller parent, the workers share fewer pages that the parent then
+    writes to (each such write copies a page)."""
     n = resolve_jobs(jobs)
     if n > 1 and active()[0] == "loky":
         local_executor(n)
