@@ -433,16 +433,18 @@ class ShardStream(torch.utils.data.IterableDataset):
             cycle += 1
 
     def _pixels(self, sample: Sample, view: int | None, cycle: int) -> np.ndarray | None:
-        if (view is None and "view" not in sample.meta and sample.ext in ("jpg", "jpeg")
+        is_view = view is not None or "view" in sample.meta
+        vkey = sample.key if cycle == 0 else f"{sample.key}#{cycle}"
+        arr = None
+        if (not is_view and sample.ext in ("jpg", "jpeg")
                 and (not self.train or self.aug.jitter is None)):
             arr = decode_jpeg_array(sample.image)
             if arr is not None and min(arr.shape[:2]) == self.aug.short_side:
                 if not self.train:
                     return eval_array(arr, self.aug)
-                vkey = sample.key if cycle == 0 else f"{sample.key}#{cycle}"
                 return train_array(arr, self.aug, sample_rng(self.seed, vkey, 0, self.epoch))
-        try:
-            img = open_image(sample.image)
+        try:  # decoded already but to be resized, or a path the arrays do not take
+            img = Image.fromarray(arr) if arr is not None else open_image(sample.image)
             if view is not None:
                 img = view_image(img, sample.meta["views"], view)
         except (ImageError, ValueError, KeyError) as exc:
@@ -450,10 +452,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             if self.skipped <= 5:
                 log.warning("skipping sample %s: %s", sample.key, exc)
             return None
-        is_view = view is not None or "view" in sample.meta
         if not self.train:
             return eval_pixels(img, is_view, self.aug)
-        vkey = sample.key if cycle == 0 else f"{sample.key}#{cycle}"
         rng = sample_rng(self.seed, vkey, view or 0, self.epoch)
         return train_pixels(img, is_view, self.aug, rng)
 

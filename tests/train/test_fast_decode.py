@@ -89,11 +89,13 @@ def test_train_and_eval_arrays_equal_the_pillow_functions(seed):
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_stream_batches_equal_with_and_without_the_fast_path(tmp_path, monkeypatch, train):
+@pytest.mark.parametrize("stored", [40, 48])  # at --short-side, or decoded once then resized
+def test_stream_batches_equal_with_and_without_the_fast_path(tmp_path, monkeypatch, train,
+                                                              stored):
     writer = TarShardWriter(tmp_path, "train", max_count=10)
     for i, path in enumerate(PHOTOS[:12]):
         img = open_image(path)
-        writer.write(Sample(f"k{i:02d}", jpeg_at(img, 40), "jpg", i % 3, {"label": i % 3}))
+        writer.write(Sample(f"k{i:02d}", jpeg_at(img, stored), "jpg", i % 3, {"label": i % 3}))
     writer.close()
     source = resolve_source(str(tmp_path / "train-{000000..000001}.tar"), "train")
 
