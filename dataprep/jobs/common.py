@@ -171,7 +171,7 @@ def estimate(todo: Iterable[tuple[int, Record]], n: int, task: Task, fmt: str, o
     run's workers, and extrapolate the output size. Also returns their results by index, so
     the run does not compute them again.
     """
-    k = max(2, min(k, n // 16))  # ~6% of a small run, never more than k records
+    k = min(k, n)  # their results are written, not recomputed: a small run is all estimate
     wanted = {i * n // k for i in range(k)} if n > k else None
     picks = [item for j, item in enumerate(todo) if wanted is None or j in wanted]
     results: dict[int, tuple[list[Sample] | None, str | None]] = {}
