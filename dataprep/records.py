@@ -5,10 +5,11 @@ from __future__ import annotations
 import gc
 import re
 import unicodedata
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 _UNSAFE = re.compile(r"[^\w\-]+")  # \w: letters and digits of any script, and _
 _UNSAFE_PATH = re.compile(r"[^\w\-/]+")
@@ -132,3 +133,127 @@ class Sample:
     @property
     def nbytes(self) -> int:
         return len(self.image)
+
+
+class RecordList(Sequence[Record]):
+    """Records of an image source packed into a few flat buffers, read back as :class:`Record`.
+
+    A :class:`Record` object with its key and path strings weighs about 350 bytes; a million of
+    them is 350 MB held by the writing process for the whole run. Here a record costs its key's
+    and path's last parts as UTF-8 plus ~40 bytes of arrays: folders and key prefixes (the part
+    before the last ``/`` or ``__``), class names and splits are stored once each. Records are
+    appended while a source is listed, then read by index, slice or iteration (each read builds
+    a fresh :class:`Record`). Only records without ``data``, ``ext`` or ``meta`` (files, not
+    shard samples) can be packed.
+    """
+
+    __slots__ = ("_blob", "_ends", "_key_len", "_path_len", "_key_head", "_path_head",
+                 "_label", "_cls", "_split", "_group_len", "_heads", "_head_index",
+                 "_names", "_name_index")
+
+    def __init__(self, records: Iterable[Record] = ()) -> None:
+        self._blob = bytearray()  # per record: key tail, path tail, group
+        self._ends = array("Q")  # end of each record's bytes in _blob
+        self._key_len = array("I")  # bytes of the key tail
+        self._path_len = array("I")  # bytes of the path tail
+        self._group_len = array("l")  # bytes of the group, -1 for None
+        self._key_head = array("I")  # index into _heads
+        self._path_head = array("I")
+        self._label = array("q")
+        self._cls = array("I")  # index into _names
+        self._split = array("I")  # index into _names
+        self._heads: list[str] = []
+        self._head_index: dict[str, int] = {}
+        self._names: list[str] = []
+        self._name_index: dict[str, int] = {}
+        for r in records:
+            self.append(r)
+
+    def _intern(self, text: str, table: list[str], index: dict[str, int]) -> int:
+        i = index.get(text)
+        if i is None:
+            i = index[text] = len(table)
+            table.append(text)
+        return i
+
+    def append(self, r: Record) -> None:
+        if r.data is not None or r.ext is not None or r.meta is not None:
+            raise ValueError(f"record {r.key!r} carries data, ext or meta; only file records "
+                             "are packed")
+        key_head, sep, key_tail = r.key.rpartition("__")
+        path_head, psep, path_tail = r.path.rpartition("/")
+        kt, pt = key_tail.encode(), path_tail.encode()
+        self._blob += kt
+        self._blob += pt
+        if r.group is None:
+            self._group_len.append(-1)
+        else:
+            g = r.group.encode()
+            self._blob += g
+            self._group_len.append(len(g))
+        self._ends.append(len(self._blob))
+        self._key_len.append(len(kt))
+        self._path_len.append(len(pt))
+        heads, head_index = self._heads, self._head_index
+        self._key_head.append(self._intern(key_head + sep, heads, head_index))
+        self._path_head.append(self._intern(path_head + psep, heads, head_index))
+        self._label.append(r.label)
+        self._cls.append(self._intern(r.class_name, self._names, self._name_index))
+        self._split.append(self._intern(r.split, self._names, self._name_index))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def _get(self, i: int) -> Record:
+        start = self._ends[i - 1] if i else 0
+        k = start + self._key_len[i]
+        p = k + self._path_len[i]
+        blob, heads, names = self._blob, self._heads, self._names
+        glen = self._group_len[i]
+        return Record(
+            heads[self._key_head[i]] + blob[start:k].decode(),
+            heads[self._path_head[i]] + blob[k:p].decode(),
+            self._label[i],
+            names[self._cls[i]],
+            names[self._split[i]],
+            None if glen < 0 else blob[p:p + glen].decode(),
+        )
+
+    @overload
+    def __getitem__(self, i: int) -> Record: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Record]: ...
+
+    def __getitem__(self, i: int | slice) -> Record | list[Record]:
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(len(self)))]
+        n = len(self._ends)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("record index out of range")
+        return self._get(i)
+
+    def __iter__(self) -> Iterator[Record]:
+        return map(self._get, range(len(self._ends)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable (append), like list
+
+    def __repr__(self) -> str:
+        return f"RecordList({len(self)} records)"
+
+    def relabel(self, mapping: Mapping[str, tuple[int, str]]) -> None:
+        """Give every record whose class name is ``name`` the label and class name
+        ``mapping[name]`` (for sources whose class numbering is known only once every record
+        is listed)."""
+        new: dict[int, tuple[int, int]] = {}
+        for c in set(self._cls):
+            label, name = mapping[self._names[c]]
+            new[c] = (label, self._intern(name, self._names, self._name_index))
+        self._label = array("q", (new[c][0] for c in self._cls))
+        self._cls = array("I", (new[c][1] for c in self._cls))

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dataprep.errors import SourceError
-from dataprep.records import Record, gc_paused, make_key, safe_key
+from dataprep.records import Record, RecordList, gc_paused, make_key, safe_key
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 LIST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv", ".list")
@@ -32,7 +31,7 @@ class Source:
     kind: str  # folder | list | manifest | webdataset | lmdb
     location: str
     classes: list[str]
-    records: list[Record] | None = None  # eager sources
+    records: RecordList | list[Record] | None = None  # eager sources
     _stream: object = field(default=None, repr=False)  # shard sources: callable -> Iterator
     num_records: int | None = None
     splits: list[str] | None = None  # shard sources: the splits their files hold
@@ -50,33 +49,59 @@ class Source:
         return self.num_records
 
 
-def _dedupe_keys(records: list[Record]) -> list[Record]:
+def _dedupe_keys(records: list[Record] | RecordList) -> list[Record] | RecordList:
     """Keys must be unique: colliding keys (``a.jpg`` and ``a.png``) get their extension
-    appended."""
-    counts = Counter(r.key for r in records)
-    if all(c == 1 for c in counts.values()):
+    appended.
+
+    Found by sorting one 64-bit hash per key (8 bytes a record, not a set of key strings);
+    only keys whose hash repeats are compared as text.
+    """
+    collide = _repeated(records)
+    if not collide:
         return records
-    out = []
+    out = RecordList() if isinstance(records, RecordList) else []
     for r in records:
-        if counts[r.key] > 1:
+        if r.key in collide:
             ext = Path(r.path).suffix.lstrip(".").lower() or "noext"
             r = replace(r, key=f"{r.key}_{ext}")
         out.append(r)
-    dupes = [k for k, c in Counter(r.key for r in out).items() if c > 1]
+    dupes = _repeated(out)
     if dupes:
-        raise SourceError(f"duplicate keys after disambiguation: {dupes[:5]}; rename the files")
+        raise SourceError(f"duplicate keys after disambiguation: {sorted(dupes)[:5]}; rename "
+                          "the files")
     return out
 
 
+def _repeated(records: Sequence[Record]) -> set[str]:
+    """The keys that occur more than once among ``records``."""
+    import numpy as np
+
+    hashes = np.fromiter((hash(r.key) for r in records), dtype=np.int64, count=len(records))
+    ordered = np.sort(hashes)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return set()
+    suspects = set(ordered[1:][same].tolist())
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for r, h in zip(records, hashes.tolist(), strict=True):
+        if h in suspects:
+            (repeated if r.key in seen else seen).add(r.key)
+    return repeated
+
+
 @gc_paused()
-def scan_folder(root: str | Path) -> Source:
-    """``root/<class>/<file>`` (recursive below each class folder), natural sort, sorted classes."""
+def scan_folder(root: str | Path, packed: bool = True) -> Source:
+    """``root/<class>/<file>`` (recursive below each class folder), natural sort, sorted classes.
+
+    ``packed``: records in a :class:`RecordList` (compact); else a plain list (faster to walk
+    whole, for jobs that hold every record anyway)."""
     root = Path(root)
     classes = sorted(
         (d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
         key=natural_key,
     )
-    records: list[Record] = []
+    records: RecordList | list[Record] = RecordList() if packed else []
     for label, class_name in enumerate(classes):
         found = []
         for dirpath, dirnames, filenames in os.walk(root / class_name, followlinks=False):
@@ -98,35 +123,46 @@ def scan_folder(root: str | Path) -> Source:
 
 
 @gc_paused()
-def scan_list(list_file: str | Path, root: str | Path | None = None) -> Source:
+def scan_list(list_file: str | Path, root: str | Path | None = None,
+              packed: bool = True) -> Source:
     """``path label`` per line (space or tab separated); label an int or a class name.
 
     Relative paths resolve against ``root`` (default: the list file's folder). Blank lines and
     lines starting with ``#`` are ignored. Integer labels keep their value; class names are
-    numbered in sorted order.
+    numbered in sorted order. The file is read line by line into the records (``packed``: see
+    :func:`scan_folder`).
     """
     list_file = Path(list_file)
-    base = Path(root) if root is not None else list_file.parent
-    rels: list[str] = []
-    labels: list[str] = []
-    for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line[0] == "#":
-            continue
-        if "\t" in line:
-            parts = line.split("\t")
-        else:
-            parts = line.rsplit(None, 1)
-            if len(parts) == 1 and "," in line:
-                parts = line.rsplit(",", 1)
-        if len(parts) != 2 or not parts[1].strip():
-            raise SourceError(f"{list_file}:{lineno}: expected 'path label' (space or tab "
-                              f"separated), got {line!r}")
-        rels.append(parts[0].strip())
-        labels.append(parts[1].strip())
-    if not rels:
+    base_abs = os.path.abspath(Path(root) if root is not None else list_file.parent)
+
+    def full_path(rel: str) -> str:
+        path = rel if rel[0] == "/" else f"{base_abs}/{rel}"
+        # normpath is costly and most paths need none
+        return os.path.normpath(path) if "/." in path or "//" in path else path
+
+    # each record's class_name holds its label text until every label is known
+    records: RecordList | list[Record] = RecordList() if packed else []
+    append = records.append
+    distinct: set[str] = set()
+    with open(list_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line[0] == "#":
+                continue
+            if "\t" in line:
+                parts = line.split("\t")
+            else:
+                parts = line.rsplit(None, 1)
+                if len(parts) == 1 and "," in line:
+                    parts = line.rsplit(",", 1)
+            if len(parts) != 2 or not parts[1].strip():
+                raise SourceError(f"{list_file}:{lineno}: expected 'path label' (space or tab "
+                                  f"separated), got {line!r}")
+            rel, lab = parts[0].strip(), parts[1].strip()
+            distinct.add(lab)
+            append(Record(make_key(rel.lstrip("/")), full_path(rel), 0, lab))
+    if not records:
         raise SourceError(f"{list_file} lists no images; expected lines of 'path label'")
-    distinct = set(labels)
     if all(lab.lstrip("-").isdigit() for lab in distinct):
         classes = [str(i) for i in range(max(int(lab) for lab in distinct) + 1)]
         to_label = {lab: int(lab) for lab in distinct}
@@ -135,30 +171,34 @@ def scan_list(list_file: str | Path, root: str | Path | None = None) -> Source:
     else:
         classes = sorted(distinct, key=natural_key)
         to_label = {name: i for i, name in enumerate(classes)}
-    base_abs = os.path.abspath(base)
-
-    def full_path(rel: str) -> str:
-        path = rel if rel[0] == "/" else f"{base_abs}/{rel}"
-        # normpath is costly and most paths need none
-        return os.path.normpath(path) if "/." in path or "//" in path else path
-
-    records = [Record(make_key(rel.lstrip("/")), full_path(rel), to_label[lab],
-                      classes[to_label[lab]]) for rel, lab in zip(rels, labels, strict=True)]
+    mapping = {lab: (to_label[lab], classes[to_label[lab]]) for lab in distinct}
+    if isinstance(records, RecordList):
+        records.relabel(mapping)
+    else:
+        for r in records:
+            r.label, r.class_name = mapping[r.class_name]
     return Source("list", str(list_file), classes, _dedupe_keys(records))
 
 
 @gc_paused()
-def scan_manifest(path: str | Path) -> Source:
-    """A ``.jsonl`` manifest as written by ``dataprep split`` (with ``classes.json`` beside it)."""
+def scan_manifest(path: str | Path, packed: bool = True) -> Source:
+    """A ``.jsonl`` manifest as written by ``dataprep split`` (with ``classes.json`` beside it);
+    records without a split get the file's name (``val.jsonl`` -> val). ``packed``: see
+    :func:`scan_folder`."""
     path = Path(path)
-    records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(Record.from_json(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SourceError(f"{path}:{lineno}: not a manifest record ({exc})") from exc
+    split = path.stem
+    records: RecordList | list[Record] = RecordList() if packed else []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = Record.from_json(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SourceError(f"{path}:{lineno}: not a manifest record ({exc})") from exc
+            if not r.split:
+                r.split = split
+            records.append(r)
     if not records:
         raise SourceError(f"{path} holds no records")
     classes_file = path.parent / "classes.json"
@@ -168,8 +208,6 @@ def scan_manifest(path: str | Path) -> Source:
     else:
         by_label = {r.label: r.class_name for r in records}
         classes = [by_label.get(i, str(i)) for i in range(max(by_label) + 1)]
-    split = path.stem
-    records = [r if r.split else replace(r, split=split) for r in records]
     return Source("manifest", str(path), classes, records)
 
 
@@ -228,8 +266,12 @@ def _split_of(path: str, suffix: str) -> str:
     return name[: -len(suffix)] if name.endswith(suffix) else ""
 
 
-def scan(src: str | Path, root: str | Path | None = None, split: str | None = None) -> Source:
-    """Open any supported source (see DESIGN 4: folder, list, manifest, WebDataset, LMDB)."""
+def scan(src: str | Path, root: str | Path | None = None, split: str | None = None,
+         packed: bool = True) -> Source:
+    """Open any supported source (see DESIGN 4: folder, list, manifest, WebDataset, LMDB).
+
+    Image sources (folder, list, manifest) are listed whole: in a compact :class:`RecordList`,
+    or with ``packed=False`` in a plain list of records."""
     from dataprep.io import readers
 
     s = str(src)
@@ -241,13 +283,13 @@ def scan(src: str | Path, root: str | Path | None = None, split: str | None = No
                           ".jsonl manifest, a WebDataset directory or an LMDB")
     if p.is_file():
         if p.suffix == ".jsonl":
-            return scan_manifest(p)
+            return scan_manifest(p, packed)
         if p.suffix.lower() in LIST_SUFFIXES:
-            return scan_list(p, root)
+            return scan_list(p, root, packed)
         raise SourceError(f"{s}: unknown source file type {p.suffix!r}; expected .jsonl "
                           f"(manifest) or a list file ({', '.join(LIST_SUFFIXES)})")
     if readers.is_lmdb(p) or any(readers.is_lmdb(c) for c in p.glob("*.lmdb")):
         return _shard_source("lmdb", s, split)
     if any(p.glob("*.tar")):
         return _shard_source("webdataset", s, split)
-    return scan_folder(p)
+    return scan_folder(p, packed)

@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -51,12 +51,20 @@ def command_line() -> str:
 
 def fingerprint(command: str, params: dict[str, Any], records: Iterable[Record]) -> str:
     """Identity of a split's output: command, parameters (not --jobs) and input records."""
-    h = hashlib.sha256(json.dumps({"command": command, "params": params}, sort_keys=True,
-                                  default=str).encode())
+    h = _fingerprint_start(command, params)
     for r in records:
-        size = len(r.data) if r.data is not None else -1
-        h.update(f"{r.key}\t{r.path}\t{r.label}\t{r.split}\t{size}\n".encode())
+        _fingerprint_add(h, r)
     return h.hexdigest()
+
+
+def _fingerprint_start(command: str, params: dict[str, Any]) -> Any:
+    return hashlib.sha256(json.dumps({"command": command, "params": params}, sort_keys=True,
+                                     default=str).encode())
+
+
+def _fingerprint_add(h: Any, r: Record) -> None:
+    size = len(r.data) if r.data is not None else -1
+    h.update(f"{r.key}\t{r.path}\t{r.label}\t{r.split}\t{size}\n".encode())
 
 
 def split_outputs(out_dir: Path, split: str, fmt: str) -> list[Path]:
@@ -227,18 +235,20 @@ def run_job(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out} exists and is not a directory")
-    if not isinstance(records, list):  # a stream: look at its head for the estimate only
+    listed: Sequence[Record]
+    if not isinstance(records, Sequence):  # a stream: look at its head for the estimate only
         stream = iter(records)  # iterate once: a Source starts over on every iter()
         head = list(islice(stream, ESTIMATE_RECORDS))
         records, listed = chain(head, stream), head
     else:
         listed = records
         total = len(records) if total is None else total
-    by_split: dict[str, list[Record]] = {}
-    for r in listed:
-        by_split.setdefault(r.split or default_split, []).append(r)
-    fingerprints = {s: fingerprint(command, params, by_split.get(s, [])) for s in splits}
-    del by_split
+    hashers = {s: _fingerprint_start(command, params) for s in splits}
+    for r in listed:  # one pass, nothing held: the records may be a packed RecordList
+        h = hashers.get(r.split or default_split)
+        if h is not None:
+            _fingerprint_add(h, r)
+    fingerprints = {s: h.hexdigest() for s, h in hashers.items()}
     clean = {k: v for k, v in params.items() if k != "jobs"}
     plans = plan_splits(out, fmt, fingerprints, overwrite, log) if out.exists() else {
         s: SplitPlan("new") for s in fingerprints}

@@ -168,7 +168,7 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
     ``balance`` (``"oversample"`` or ``"undersample"``) then balances the classes of the train
     split only (:mod:`dataprep.jobs.balance`; seeded by ``seed``); val and test stay as split.
     """
-    source = scan(src, root=root)
+    source = scan(src, root=root, packed=False)  # every record is held and regrouped
     if source.records is None:
         raise UsageError(f"{src} is a shard source; split works on image folders, list files "
                          "and manifests")

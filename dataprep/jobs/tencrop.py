@@ -18,7 +18,7 @@ from dataprep.ops.augment import Augment
 from dataprep.ops.crop import VIEW_NAMES, ten_crop
 from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
 from dataprep.ops.rng import sample_rng
-from dataprep.records import Record, Sample
+from dataprep.records import Record, RecordList, Sample
 from dataprep.report import Report
 from dataprep.runner import prestart
 
@@ -168,8 +168,12 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
         recs, total = records, len(records)
     if split:  # one output split, whatever the source's records say (streams stay streams)
         renamed = (replace(r, split=split) for r in recs)
-        recs, splits = (list(renamed) if isinstance(recs, list) else renamed), [split]
-    elif isinstance(recs, list):
+        if isinstance(recs, RecordList):
+            recs = RecordList(renamed)
+        else:
+            recs = list(renamed) if isinstance(recs, list) else renamed
+        splits = [split]
+    elif isinstance(recs, Sequence):
         splits = sorted({r.split or "train" for r in recs})
     else:
         splits = sorted({s or "train" for s in stream_splits}) or ["train"]
