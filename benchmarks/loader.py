@@ -60,14 +60,16 @@ def make_inputs(farm: Path, work: Path, jobs: int, workers: int) -> tuple[Path, 
     return shards, folder, count
 
 
-def dataprep_epoch(shards: Path, workers: int, seed: int = 0, pillow: bool = False) -> int:
-    """One epoch of the trainer's stream; ``pillow``: with its JPEG decode through Pillow
-    instead of torchvision's decoder (the workers fork with the setting)."""
+def dataprep_epoch(shards: Path, workers: int, seed: int = 0, decoder: str = "auto") -> int:
+    """One epoch of the trainer's stream. ``decoder``: auto (simplejpeg where it applies, else
+    torchvision's), ``torchvision`` (as if simplejpeg were not installed) or ``pillow`` (no fast
+    path); the workers fork with the setting."""
     from dataprep.train import data
     from dataprep.train.data import Augment, ShardStream, batches_per_epoch, make_loader
     from dataprep.train.sources import resolve_source
 
-    data._decode_jpeg = False if pillow else None
+    data._decode_jpeg = False if decoder == "pillow" else None
+    data._simplejpeg = False if decoder == "torchvision" else None
 
     source = resolve_source(str(shards), "train")
     batches = batches_per_epoch(source.num_samples or 0, 1, BATCH)
@@ -78,7 +80,7 @@ def dataprep_epoch(shards: Path, workers: int, seed: int = 0, pillow: bool = Fal
         for x, _ in make_loader(stream, workers):
             seen += x.shape[0]
     finally:
-        data._decode_jpeg = None
+        data._decode_jpeg = data._simplejpeg = None
     return seen
 
 
@@ -139,12 +141,17 @@ def main() -> None:
     best = interleaved({
         "torchvision": lambda: timed("torchvision", lambda: torchvision_epoch(folder, workers)),
         "dataprep": lambda: timed("dataprep", lambda: dataprep_epoch(shards, workers)),
-        "pillow": lambda: timed("pillow", lambda: dataprep_epoch(shards, workers, pillow=True)),
+        "torchvision decoder": lambda: timed(
+            "torchvision decoder", lambda: dataprep_epoch(shards, workers, decoder="torchvision")),
+        "pillow": lambda: timed("pillow", lambda: dataprep_epoch(shards, workers,
+                                                                 decoder="pillow")),
     }, repeat)
     base = counts["torchvision"] / best["torchvision"].wall_s
     rows = []
     for name, label in (("torchvision", "torchvision ImageFolder + DataLoader"),
                         ("dataprep", "dataprep ShardStream (WebDataset shards)"),
+                        ("torchvision decoder",
+                         "dataprep ShardStream, JPEGs decoded by torchvision.io"),
                         ("pillow", "dataprep ShardStream, JPEGs decoded by Pillow")):
         rate = counts[name] / best[name].wall_s
         rows.append([label, workers, counts[name], f"{best[name].wall_s:.2f}", f"{rate:.1f}",
@@ -159,9 +166,10 @@ def main() -> None:
               "start-up included. The same JPEG bytes: dataprep reads them from "
               f"{len(list(shards.glob('*.tar')))} tar shards, torchvision from files "
               "(`RandomCrop(224), RandomHorizontalFlip(), PILToTensor()`, shuffle, drop_last). "
-              "dataprep decodes JPEGs with torchvision's decoder (libjpeg-turbo straight into "
-              "an array) when torchvision has one; the last row forces Pillow, the decoder "
-              "ImageFolder uses, to show what the decoder is worth."),
+              "dataprep decodes JPEGs straight into arrays with simplejpeg (libjpeg-turbo; the "
+              "train extra), torchvision's decode_jpeg for files with Exif data; the last two "
+              "rows force torchvision's decoder for every file, then Pillow, the decoder "
+              "ImageFolder uses, to show what each decoder is worth (the pixels are the same)."),
     )
     if args.profile == "always" or (args.profile == "auto" and got < TARGET):
         print_profile(profile_epoch(shards), "dataprep loader profile (one epoch, no workers)")

@@ -243,10 +243,17 @@ _SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG's frame header, read without decoding; None if not found."""
+    head = _jpeg_header(data)
+    return None if head is None else (head[0], head[1])
+
+
+def _jpeg_header(data: bytes) -> tuple[int, int, int, bool] | None:
+    """(width, height, components, has Exif) of a JPEG, from the markers before its frame
+    header; None if that is not found."""
     if data[:2] != b"\xff\xd8":
         return None
-    pos, end = 2, len(data)
-    while pos + 9 <= end:
+    pos, end, exif = 2, len(data), False
+    while pos + 10 <= end:
         if data[pos] != 0xFF:
             return None
         marker = data[pos + 1]
@@ -254,31 +261,49 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             pos += 1
             continue
         if marker in _SOF_MARKERS:
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(
-                data[pos + 5:pos + 7], "big")
+            return (int.from_bytes(data[pos + 7:pos + 9], "big"),
+                    int.from_bytes(data[pos + 5:pos + 7], "big"), data[pos + 9], exif)
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
             pos += 2
             continue
+        if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+            exif = True
         pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
     return None
 
 
-_decode_jpeg: Any = None
+_decode_jpeg: Any = None  # torchvision's decoder; False: JPEGs go to Pillow (no fast path)
+_simplejpeg: Any = None  # the simplejpeg module; False: not installed
 
 
 def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
-    """HWC uint8 RGB pixels of a JPEG, decoded by torchvision's libjpeg-turbo straight into an
-    array (no Pillow image: no RGB->RGBX->RGB round trip), EXIF orientation applied.
+    """HWC uint8 RGB pixels of a JPEG, decoded by libjpeg-turbo straight into an array (no
+    Pillow image: no RGB->RGBX->RGB round trip), EXIF orientation applied.
 
-    The same pixels as :func:`dataprep.io.decode.open_image` (both run libjpeg-turbo's
-    accurate IDCT and fancy upsampling). Returns None where this path does not apply (not a
-    JPEG, over ``max_pixels``, a decode error, torchvision missing): the caller then uses
-    ``open_image``, which also gives the clear error for a bad file.
+    Decoders: simplejpeg (the ``train`` extra; about a fifth faster than torchvision's) for
+    grey and colour JPEGs without Exif data, else torchvision's ``decode_jpeg``, which applies
+    the Exif orientation. Both give the pixels of :func:`dataprep.io.decode.open_image` (all run
+    libjpeg-turbo's accurate IDCT and fancy upsampling). Returns None where no fast path
+    applies (not a JPEG, over ``max_pixels``, a decode error, neither decoder installed): the
+    caller then uses ``open_image``, which also gives the clear error for a bad file.
     """
-    global _decode_jpeg
-    size = jpeg_size(data)
-    if size is None or size[0] * size[1] > max_pixels or size[0] * size[1] == 0:
+    global _decode_jpeg, _simplejpeg
+    head = _jpeg_header(data)
+    if head is None or head[0] * head[1] > max_pixels or head[0] * head[1] == 0:
         return None
+    if _decode_jpeg is False:
+        return None
+    if head[2] in (1, 3) and not head[3]:
+        if _simplejpeg is None:
+            try:
+                import simplejpeg as _simplejpeg
+            except ImportError:
+                _simplejpeg = False
+        if _simplejpeg is not False:
+            try:
+                return _simplejpeg.decode_jpeg(data, colorspace="RGB")  # type: ignore[no-any-return]
+            except ValueError:  # damaged or unusual: torchvision, then Pillow, decide
+                pass
     if _decode_jpeg is None:
         try:
             from torchvision.io import ImageReadMode, decode_jpeg
@@ -291,8 +316,6 @@ def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return decode_jpeg(buf, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    elif _decode_jpeg is False:
-        return None
     try:
         chw = _decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
     except (RuntimeError, ValueError):

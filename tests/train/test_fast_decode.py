@@ -41,8 +41,20 @@ def jpeg_at(img: Image.Image, short_side: int, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(params=["simplejpeg", "torchvision"])
+def decoder(request, monkeypatch):
+    """Each fast decoder in turn: simplejpeg where it applies (then torchvision), or
+    torchvision alone."""
+    if request.param == "simplejpeg":
+        pytest.importorskip("simplejpeg")
+        monkeypatch.setattr(data, "_simplejpeg", None)  # looked up again
+    else:
+        monkeypatch.setattr(data, "_simplejpeg", False)  # as if not installed
+    return request.param
+
+
 @pytest.mark.parametrize("path", PHOTOS[:8] + EDGE_JPEGS, ids=lambda p: p.name)
-def test_decode_equals_open_image_exif_cmyk_and_gray_included(path):
+def test_decode_equals_open_image_exif_cmyk_and_gray_included(path, decoder):
     raw = path.read_bytes()
     expected = np.asarray(open_image(raw))
     got = decode_jpeg_array(raw)
@@ -63,7 +75,24 @@ def test_jpeg_size_reads_the_frame_header():
     assert jpeg_size(b"\xff\xd8\xff\xe0\x00") is None
 
 
-def test_what_the_fast_path_does_not_take_returns_none():
+def test_simplejpeg_decodes_plain_jpegs_and_leaves_exif_to_torchvision(monkeypatch):
+    simplejpeg = pytest.importorskip("simplejpeg")
+    calls = []
+
+    def counted(raw, **kwargs):
+        calls.append(raw)
+        return simplejpeg.decode_jpeg(raw, **kwargs)
+
+    monkeypatch.setattr(data, "_simplejpeg", type("M", (), {"decode_jpeg": staticmethod(counted)}))
+    plain = jpeg_at(Image.open(PHOTOS[0]).convert("RGB"), 64)
+    rotated = next((EDGE / "exif_orientation").glob("*.jpg")).read_bytes()
+    cmyk = next((EDGE / "cmyk").glob("*.jpg")).read_bytes()
+    for raw in (plain, rotated, cmyk):
+        assert decode_jpeg_array(raw) is not None
+    assert calls == [plain]
+
+
+def test_what_the_fast_path_does_not_take_returns_none(decoder):
     png = io.BytesIO()
     Image.new("RGB", (5, 4)).save(png, "PNG")
     assert decode_jpeg_array(png.getvalue()) is None
@@ -76,7 +105,7 @@ def test_what_the_fast_path_does_not_take_returns_none():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_train_and_eval_arrays_equal_the_pillow_functions(seed):
+def test_train_and_eval_arrays_equal_the_pillow_functions(seed, decoder):
     raw = jpeg_at(Image.open(PHOTOS[seed % len(PHOTOS)]).convert("RGB"), 64)
     aug = Augment(img_size=48, short_side=64)
     img, arr = open_image(raw), decode_jpeg_array(raw)
@@ -91,7 +120,7 @@ def test_train_and_eval_arrays_equal_the_pillow_functions(seed):
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("stored", [40, 48])  # at --short-side, or decoded once then resized
 def test_stream_batches_equal_with_and_without_the_fast_path(tmp_path, monkeypatch, train,
-                                                              stored):
+                                                              stored, decoder):
     writer = TarShardWriter(tmp_path, "train", max_count=10)
     for i, path in enumerate(PHOTOS[:12]):
         img = open_image(path)
