@@ -323,28 +323,40 @@ def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     return chw.permute(1, 2, 0).numpy()  # a view: torchvision decodes into HWC memory
 
 
-def train_array(arr: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
+def train_array(arr: np.ndarray, aug: Augment, rng: np.random.Generator,
+                out: np.ndarray | None = None) -> np.ndarray:
     """:func:`train_pixels` of a stored image (not a view) already at ``aug.short_side``, on an
-    HWC array; draws from ``rng`` in the same order. Requires ``aug.jitter is None``."""
+    HWC array; draws from ``rng`` in the same order. Requires ``aug.jitter is None``.
+    ``out``: a C-contiguous (crop, crop, 3) array to write the result into (a batch's slot)."""
     c = aug.img_size
     h, w = arr.shape[:2]
     x = int(rng.integers(0, w - c + 1))
     y = int(rng.integers(0, h - c + 1))
-    arr = arr[y:y + c, x:x + c]
-    if aug.hflip and rng.random() < 0.5:
-        arr = torch.from_numpy(arr).flip(1).numpy()  # 20x numpy's copy of a reversed view
-    else:
-        arr = np.ascontiguousarray(arr)
+    crop = arr[y:y + c, x:x + c]
+    flip = aug.hflip and rng.random() < 0.5
     if aug.lighting is not None:
-        arr = aug.lighting(arr, rng)
-    return arr
+        crop = aug.lighting(crop[:, ::-1] if flip else crop, rng)
+    elif flip:  # torch's flip: 20x numpy's copy of a reversed view
+        flipped = torch.from_numpy(crop).flip(1)
+        if out is None:
+            return flipped.numpy()
+        torch.from_numpy(out).copy_(flipped)
+        return out
+    if out is None:
+        return np.ascontiguousarray(crop)
+    out[...] = crop
+    return out
 
 
-def eval_array(arr: np.ndarray, aug: Augment) -> np.ndarray:
-    """:func:`eval_pixels` of a stored image already at ``aug.short_side``, on an HWC array."""
+def eval_array(arr: np.ndarray, aug: Augment, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`eval_pixels` of a stored image already at ``aug.short_side``, on an HWC array
+    (written into ``out`` when given)."""
     h, w = arr.shape[:2]
     left, top, right, bottom = center_box(w, h, aug.img_size)
-    return np.ascontiguousarray(arr[top:bottom, left:right])
+    if out is None:
+        return np.ascontiguousarray(arr[top:bottom, left:right])
+    out[...] = arr[top:bottom, left:right]
+    return out
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -455,7 +467,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                 raise ShardError(f"rank {self.rank} worker {w} was dealt parts with no samples")
             cycle += 1
 
-    def _pixels(self, sample: Sample, view: int | None, cycle: int) -> np.ndarray | None:
+    def _pixels(self, sample: Sample, view: int | None, cycle: int, out: np.ndarray) -> bool:
+        """Write the sample's (crop, crop, 3) pixels into ``out``; False if it was skipped."""
         is_view = view is not None or "view" in sample.meta
         vkey = sample.key if cycle == 0 else f"{sample.key}#{cycle}"
         arr = None
@@ -464,8 +477,10 @@ class ShardStream(torch.utils.data.IterableDataset):
             arr = decode_jpeg_array(sample.image)
             if arr is not None and min(arr.shape[:2]) == self.aug.short_side:
                 if not self.train:
-                    return eval_array(arr, self.aug)
-                return train_array(arr, self.aug, sample_rng(self.seed, vkey, 0, self.epoch))
+                    eval_array(arr, self.aug, out)
+                else:
+                    train_array(arr, self.aug, sample_rng(self.seed, vkey, 0, self.epoch), out)
+                return True
         try:  # decoded already but to be resized, or a path the arrays do not take
             img = Image.fromarray(arr) if arr is not None else open_image(sample.image)
             if view is not None:
@@ -474,35 +489,41 @@ class ShardStream(torch.utils.data.IterableDataset):
             self.skipped += 1
             if self.skipped <= 5:
                 log.warning("skipping sample %s: %s", sample.key, exc)
-            return None
+            return False
         if not self.train:
-            return eval_pixels(img, is_view, self.aug)
-        rng = sample_rng(self.seed, vkey, view or 0, self.epoch)
-        return train_pixels(img, is_view, self.aug, rng)
+            out[...] = eval_pixels(img, is_view, self.aug)
+        else:
+            rng = sample_rng(self.seed, vkey, view or 0, self.epoch)
+            out[...] = train_pixels(img, is_view, self.aug, rng)
+        return True
 
     def _batches(self, items: Iterable[tuple], limit: int | None,
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        images: list[np.ndarray] = []
-        labels: list[int] = []
-        made = 0
+        """Batches of ``batch_size`` (a last short one in evaluation), each image written
+        straight into its slot of the batch."""
         if limit == 0:
             return
+        c = self.aug.img_size
+        batch: torch.Tensor | None = None
+        labels: list[int] = []
+        made = 0
         for sample, view, cycle in items:
-            arr = self._pixels(sample, view, cycle)
-            if arr is None:
+            if batch is None:
+                batch = _new_batch((self.batch_size, c, c, 3))
+                slots = batch.numpy()
+            if not self._pixels(sample, view, cycle, slots[len(labels)]):
                 continue
             if sample.cls < 0:
                 raise ShardError(f"sample {sample.key} has no label (.cls or json label)")
-            images.append(arr)
             labels.append(sample.cls)
-            if len(images) == self.batch_size:
-                yield _collate(images, labels)
+            if len(labels) == self.batch_size:
+                yield _as_nchw(batch, labels)
                 made += 1
                 if made == limit:
                     return  # before reading (or downloading) anything more
-                images, labels = [], []
-        if images and not self.train:
-            yield _collate(images, labels)
+                batch, labels = None, []
+        if batch is not None and labels and not self.train:
+            yield _as_nchw(batch[:len(labels)], labels)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         w, num_workers = self._worker()
@@ -526,22 +547,21 @@ class ShardStream(torch.utils.data.IterableDataset):
             items.close()  # unpins the cached shard being read now, not at garbage collection
 
 
-def _collate(images: list[np.ndarray], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One uint8 batch, NHWC in memory and NCHW in shape: exactly the channels-last layout.
-    In a DataLoader worker the batch is made in shared memory, as torch's default collate
-    does, so sending it to the main process copies nothing."""
-    shape = (len(images), *images[0].shape)
-    out = None
+def _new_batch(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty uint8 NHWC batch. In a DataLoader worker it is made in shared memory, as torch's
+    default collate does, so sending it to the main process copies nothing."""
     if torch.utils.data.get_worker_info() is not None:
         try:
             storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
-            out = torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
+            return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
         except (AttributeError, RuntimeError):  # another torch: its pickler shares the batch
-            out = None
-    if out is None:
-        out = torch.empty(shape, dtype=torch.uint8)
-    np.stack(images, out=out.numpy())
-    return out.permute(0, 3, 1, 2), torch.tensor(labels, dtype=torch.int64)
+            pass
+    return torch.empty(shape, dtype=torch.uint8)
+
+
+def _as_nchw(batch: torch.Tensor, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """NHWC in memory, NCHW in shape: exactly the channels-last layout."""
+    return batch.permute(0, 3, 1, 2), torch.tensor(labels, dtype=torch.int64)
 
 
 def make_loader(stream: ShardStream, workers: int, pin_memory: bool = False,

@@ -117,6 +117,24 @@ def test_train_and_eval_arrays_equal_the_pillow_functions(seed, decoder):
     np.testing.assert_array_equal(eval_array(arr, aug), eval_pixels(img, False, aug))
 
 
+@pytest.mark.parametrize("lighting", [False, True])
+def test_arrays_written_into_batch_slots_equal_the_pillow_functions(lighting):
+    from dataprep.ops.color import PCALighting
+
+    aug = Augment(img_size=48, short_side=64, lighting=PCALighting(0.1) if lighting else None)
+    slots = np.zeros((9, 48, 48, 3), np.uint8)
+    for i, path in enumerate(PHOTOS[:4]):
+        raw = jpeg_at(Image.open(path).convert("RGB"), 64)
+        img, arr = open_image(raw), decode_jpeg_array(raw)
+        for j, key in enumerate(("a", "b")):
+            expected = train_pixels(img, False, aug, sample_rng(i, key))
+            slot = slots[2 * i + j]
+            assert train_array(arr, aug, sample_rng(i, key), slot) is slot
+            np.testing.assert_array_equal(slot, expected)
+    eval_array(arr, aug, slots[8])
+    np.testing.assert_array_equal(slots[8], eval_pixels(img, False, aug))
+
+
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("stored", [40, 48])  # at --short-side, or decoded once then resized
 def test_stream_batches_equal_with_and_without_the_fast_path(tmp_path, monkeypatch, train,
