@@ -61,13 +61,25 @@ def run_chunk(task: Task, records: list[Record]) -> ChunkResult:
     return out
 
 
+CHUNK_MAX = 8  # records a chunk holds at most
+WINDOW_PER_JOB = 8  # chunks submitted and not yet written, per worker
+
+
 def chunk_size(total: int | None, jobs: int) -> int:
     """Small enough to balance ~16 chunks per worker (images differ in size a hundredfold: the
-    last chunks decide how long the run waits for one worker); large enough to amortize
-    dispatch."""
+    last chunks decide how long the run waits for one worker) and to let workers run ahead of
+    a slow chunk that the ordered writer waits for (see :func:`window`); large enough to
+    amortize dispatch (a chunk of 8 images costs well under 1 % in hand-over)."""
     if total is None:
-        return 16
-    return max(1, min(32, total // (jobs * 16) or 1))
+        return CHUNK_MAX
+    return max(1, min(CHUNK_MAX, total // (jobs * 16) or 1))
+
+
+def window(jobs: int) -> int:
+    """Chunks in flight: results are written in input order, so while the oldest chunk is still
+    running the other workers go on with the next ones, up to this many chunks (about 64 records
+    a worker: memory bounded by the window, not the dataset)."""
+    return WINDOW_PER_JOB * jobs
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -154,7 +166,8 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
         jobs = workers or jobs
     size = chunk_size(total, jobs)
     if on_cluster:
-        for chunk, result in map_cluster(run_chunk, task, _chunks(records, size), 2 * jobs):
+        for chunk, result in map_cluster(run_chunk, task, _chunks(records, size),
+                                             window(jobs)):
             yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
         return
     if jobs == 1:
@@ -165,7 +178,8 @@ def map_records(task: Task, records: Iterable[Record], jobs: int,
     # results wait for the writer
     executor = local_executor(jobs)
     for chunk, result in ordered_window(lambda c: executor.submit(run_chunk, task, c),
-                                        lambda f: f.result(), _chunks(records, size), 2 * jobs):
+                                        lambda f: f.result(), _chunks(records, size),
+                                        window(jobs)):
         yield from ((r, s, e) for r, (s, e) in zip(chunk, result, strict=True))
 
 
