@@ -69,7 +69,7 @@ def dataprep_epoch(shards: Path, workers: int, seed: int = 0, decoder: str = "au
     from dataprep.train.sources import resolve_source
 
     data._decode_jpeg = False if decoder == "pillow" else None
-    data._simplejpeg = False if decoder == "torchvision" else None
+    data._simplejpeg = False if decoder in ("torchvision", "pillow") else None
 
     source = resolve_source(str(shards), "train")
     batches = batches_per_epoch(source.num_samples or 0, 1, BATCH)

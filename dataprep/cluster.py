@@ -76,11 +76,13 @@ def map_cluster(func: Callable, task: Any, chunks: Iterable[list], window: int) 
     """``(chunk, func(task, chunk))`` computed on the active cluster, at most ``window`` chunks
     in flight, in input order."""
     backend, client = _cluster["backend"], _cluster["client"]
+    # the task is sent to the cluster once, and each chunk refers to it
     if backend == "dask":
-        return ordered_window(lambda c: client.submit(func, task, c, pure=False),
+        shared = client.scatter(task, broadcast=True, hash=False)
+        return ordered_window(lambda c: client.submit(func, shared, c, pure=False),
                               lambda f: f.result(), chunks, window)
-    remote = client.remote(func)
-    return ordered_window(lambda c: remote.remote(task, c), client.get, chunks, window)
+    remote, shared = client.remote(func), client.put(task)
+    return ordered_window(lambda c: remote.remote(shared, c), client.get, chunks, window)
 
 
 def ordered_window(submit: Callable, get: Callable, chunks: Iterable[list],

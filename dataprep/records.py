@@ -116,7 +116,7 @@ class Record:
             label=int(d["label"]),
             class_name=str(d.get("class_name", d["label"])),
             split=str(d.get("split", "")),
-            group=d.get("group"),
+            group=None if d.get("group") is None else str(d["group"]),
         )
 
 
@@ -133,6 +133,9 @@ class Sample:
     @property
     def nbytes(self) -> int:
         return len(self.image)
+
+
+_UTF8, _RAW = "utf-8", "surrogatepass"  # file names that are not UTF-8 come as surrogates
 
 
 class RecordList(Sequence[Record]):
@@ -182,13 +185,13 @@ class RecordList(Sequence[Record]):
                              "are packed")
         key_head, sep, key_tail = r.key.rpartition("__")
         path_head, psep, path_tail = r.path.rpartition("/")
-        kt, pt = key_tail.encode(), path_tail.encode()
+        kt, pt = key_tail.encode(_UTF8, _RAW), path_tail.encode(_UTF8, _RAW)
         self._blob += kt
         self._blob += pt
         if r.group is None:
             self._group_len.append(-1)
         else:
-            g = r.group.encode()
+            g = r.group.encode(_UTF8, _RAW)
             self._blob += g
             self._group_len.append(len(g))
         self._ends.append(len(self._blob))
@@ -211,12 +214,12 @@ class RecordList(Sequence[Record]):
         blob, heads, names = self._blob, self._heads, self._names
         glen = self._group_len[i]
         return Record(
-            heads[self._key_head[i]] + blob[start:k].decode(),
-            heads[self._path_head[i]] + blob[k:p].decode(),
+            heads[self._key_head[i]] + blob[start:k].decode(_UTF8, _RAW),
+            heads[self._path_head[i]] + blob[k:p].decode(_UTF8, _RAW),
             self._label[i],
             names[self._cls[i]],
             names[self._split[i]],
-            None if glen < 0 else blob[p:p + glen].decode(),
+            None if glen < 0 else blob[p:p + glen].decode(_UTF8, _RAW),
         )
 
     @overload

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 
 import pytest
@@ -14,7 +15,8 @@ from dataprep.io.scan import scan
 from dataprep.jobs.split import split
 from dataprep.records import Record, RecordList, make_key
 
-text = st.text(max_size=20)  # any code point, "", "__" and "/" included
+# any code point (lone surrogates too: file names that are not UTF-8), "", "__" and "/"
+text = st.text(st.characters(exclude_categories=()), max_size=20)
 records_strategy = st.lists(
     st.builds(Record, key=text, path=text, label=st.integers(-2**63, 2**63 - 1),
               class_name=text, split=text, group=st.none() | text),
@@ -119,3 +121,52 @@ def test_keys_still_colliding_after_extensions_are_refused(tmp_path):
     lst.write_text("a/x.jpg 0\nb/y.jpg 0\na/x.jpg 1\n")  # one file listed twice
     with pytest.raises(SourceError, match="duplicate keys"):
         scan(lst)
+
+
+def test_file_names_that_are_not_utf8_are_listed(tmp_path, gradient):
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    gradient(6, 5).save(root / "a" / "ok.png")
+    gradient(6, 5).save(bytes(root / "a") + b"/caf\xe9.png")  # Latin-1 name
+    packed = scan(root).records
+    assert packed == scan(root, packed=False).records
+    assert sorted(r.path for r in packed) == sorted(
+        os.path.join(root, "a", n) for n in os.listdir(root / "a"))
+    split(root, tmp_path / "splits", ratio=0.5, seed=0)
+    back = [r for n in ("train", "val") for r in scan(tmp_path / "splits" / f"{n}.jsonl").records]
+    assert sorted(r.path for r in back) == sorted(r.path for r in packed)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a.jpg 0\nb.jpg -1\n", "negative"),
+    ("a.jpg 0\nb.jpg 99999999999999999999\n", "beyond"),
+])
+def test_list_labels_out_of_range_are_refused(tmp_path, text, message):
+    lst = tmp_path / "list.txt"
+    lst.write_text(text)
+    with pytest.raises(SourceError, match=message):
+        scan(lst)
+
+
+@pytest.mark.parametrize("record", [
+    {"key": "k", "path": "/p.jpg", "label": 2**70},
+    {"key": "k", "path": "/p.jpg", "label": "x"},
+])
+def test_manifest_records_out_of_range_are_refused_with_their_line(tmp_path, record):
+    path = tmp_path / "val.jsonl"
+    path.write_text('{"key": "a", "path": "/a.jpg", "label": 0}\n' + json.dumps(record) + "\n")
+    with pytest.raises(SourceError, match=r"val.jsonl:2"):
+        scan(path)
+
+
+def test_manifest_groups_are_text(tmp_path):
+    path = tmp_path / "val.jsonl"
+    path.write_text('{"key": "a", "path": "/a.jpg", "label": 0, "group": 5}\n')
+    assert [r.group for r in scan(path).records] == ["5"]
+
+
+def test_list_lines_break_where_str_splitlines_breaks(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_text("a.jpg 0\fb.jpg 1\u2028c.jpg 0\r\nd.jpg 1\n", encoding="utf-8")
+    assert [(r.key, r.label) for r in scan(lst).records] == [
+        ("a", 0), ("b", 1), ("c", 0), ("d", 1)]

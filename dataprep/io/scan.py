@@ -18,6 +18,7 @@ from dataprep.records import Record, RecordList, gc_paused, make_key, safe_key
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 LIST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv", ".list")
+MAX_CLASSES = 10_000_000  # integer labels of a list file number the classes 0..label
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -145,7 +146,9 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
     append = records.append
     distinct: set[str] = set()
     with open(list_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+        # str.splitlines' line breaks (\v, \f, \x1c-\x1e, \x85, \u2028, \u2029 too), read lazily
+        lines = (part for chunk in f for part in chunk.splitlines())
+        for lineno, line in enumerate(lines, 1):
             line = line.strip()
             if not line or line[0] == "#":
                 continue
@@ -164,7 +167,14 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
     if not records:
         raise SourceError(f"{list_file} lists no images; expected lines of 'path label'")
     if all(lab.lstrip("-").isdigit() for lab in distinct):
-        classes = [str(i) for i in range(max(int(lab) for lab in distinct) + 1)]
+        low, top = min(int(lab) for lab in distinct), max(int(lab) for lab in distinct)
+        if low < 0:
+            raise SourceError(f"{list_file}: label {low} is negative; labels are class indexes "
+                              "from 0 (or class names)")
+        if top >= MAX_CLASSES:
+            raise SourceError(f"{list_file}: label {top} is beyond the {MAX_CLASSES:,} classes "
+                              "a list file may number; labels are class indexes from 0")
+        classes = [str(i) for i in range(top + 1)]
         to_label = {lab: int(lab) for lab in distinct}
     elif any(lab.lstrip("-").isdigit() for lab in distinct):
         raise SourceError(f"{list_file}: labels mix integers and class names; use one kind")
@@ -194,11 +204,11 @@ def scan_manifest(path: str | Path, packed: bool = True) -> Source:
                 continue
             try:
                 r = Record.from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError) as exc:
+                if not r.split:
+                    r.split = split
+                records.append(r)
+            except (ValueError, KeyError, TypeError, OverflowError) as exc:
                 raise SourceError(f"{path}:{lineno}: not a manifest record ({exc})") from exc
-            if not r.split:
-                r.split = split
-            records.append(r)
     if not records:
         raise SourceError(f"{path} holds no records")
     classes_file = path.parent / "classes.json"

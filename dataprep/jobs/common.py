@@ -64,7 +64,7 @@ def _fingerprint_start(command: str, params: dict[str, Any]) -> Any:
 
 def _fingerprint_add(h: Any, r: Record) -> None:
     size = len(r.data) if r.data is not None else -1
-    h.update(f"{r.key}\t{r.path}\t{r.label}\t{r.split}\t{size}\n".encode())
+    h.update(f"{r.key}\t{r.path}\t{r.label}\t{r.split}\t{size}\n".encode("utf-8", "surrogatepass"))
 
 
 def split_outputs(out_dir: Path, split: str, fmt: str) -> list[Path]:

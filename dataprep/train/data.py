@@ -248,31 +248,35 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _jpeg_header(data: bytes) -> tuple[int, int, int, bool] | None:
-    """(width, height, components, has Exif) of a JPEG, from the markers before its frame
-    header; None if that is not found."""
+    """(width, height, components, has Exif) of a JPEG, from its markers up to the start of
+    scan (an APP1 Exif segment may follow the frame header); None if there is no frame
+    header."""
     if data[:2] != b"\xff\xd8":
         return None
     pos, end, exif = 2, len(data), False
-    while pos + 10 <= end:
+    frame: tuple[int, int, int] | None = None
+    while pos + 4 <= end:
         if data[pos] != 0xFF:
-            return None
+            break
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker in _SOF_MARKERS:
-            return (int.from_bytes(data[pos + 7:pos + 9], "big"),
-                    int.from_bytes(data[pos + 5:pos + 7], "big"), data[pos + 9], exif)
+        if marker == 0xDA:  # start of scan: no more headers
+            break
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
             pos += 2
             continue
-        if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+        if marker in _SOF_MARKERS and frame is None and pos + 10 <= end:
+            frame = (int.from_bytes(data[pos + 7:pos + 9], "big"),
+                     int.from_bytes(data[pos + 5:pos + 7], "big"), data[pos + 9])
+        elif marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
             exif = True
         pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None
+    return None if frame is None else (*frame, exif)
 
 
-_decode_jpeg: Any = None  # torchvision's decoder; False: JPEGs go to Pillow (no fast path)
+_decode_jpeg: Any = None  # torchvision's decoder; False: not usable (not installed)
 _simplejpeg: Any = None  # the simplejpeg module; False: not installed
 
 
@@ -291,8 +295,6 @@ def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     head = _jpeg_header(data)
     if head is None or head[0] * head[1] > max_pixels or head[0] * head[1] == 0:
         return None
-    if _decode_jpeg is False:
-        return None
     if head[2] in (1, 3) and not head[3]:
         if _simplejpeg is None:
             try:
@@ -304,6 +306,8 @@ def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
                 return _simplejpeg.decode_jpeg(data, colorspace="RGB")  # type: ignore[no-any-return]
             except ValueError:  # damaged or unusual: torchvision, then Pillow, decide
                 pass
+    if _decode_jpeg is False:
+        return None
     if _decode_jpeg is None:
         try:
             from torchvision.io import ImageReadMode, decode_jpeg

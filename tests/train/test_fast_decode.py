@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dataprep.io.decode import open_image
@@ -85,7 +86,7 @@ def test_simplejpeg_decodes_plain_jpegs_and_leaves_exif_to_torchvision(monkeypat
 
     monkeypatch.setattr(data, "_simplejpeg", type("M", (), {"decode_jpeg": staticmethod(counted)}))
     plain = jpeg_at(Image.open(PHOTOS[0]).convert("RGB"), 64)
-    rotated = next((EDGE / "exif_orientation").glob("*.jpg")).read_bytes()
+    rotated = (EDGE / "exif_orientation" / "pil__hopper_orientation_6.jpg").read_bytes()
     cmyk = next((EDGE / "cmyk").glob("*.jpg")).read_bytes()
     for raw in (plain, rotated, cmyk):
         assert decode_jpeg_array(raw) is not None
@@ -153,9 +154,72 @@ def test_stream_batches_equal_with_and_without_the_fast_path(tmp_path, monkeypat
         return [(x.clone(), y.clone()) for x, y in stream]
 
     fast = batches()
-    monkeypatch.setattr(data, "_decode_jpeg", False)  # the Pillow path
+    monkeypatch.setattr(data, "_decode_jpeg", False)  # the Pillow path: no fast decoder
+    monkeypatch.setattr(data, "_simplejpeg", False)
     slow = batches()
     assert len(fast) == len(slow) == 3
     for (xf, yf), (xs, ys) in zip(fast, slow, strict=True):
         assert xf.shape == (4, 3, 32, 32)
         assert xf.equal(xs) and yf.equal(ys)
+
+
+def _exif_after_frame_header(raw: bytes) -> bytes:
+    """The JPEG with its APP1 (Exif) segment moved after its frame header (SOF0), as some
+    writers place it."""
+    pos, segments = 2, []
+    while raw[pos + 1] != 0xDA:
+        length = int.from_bytes(raw[pos + 2:pos + 4], "big")
+        segments.append(raw[pos:pos + 2 + length])
+        pos += 2 + length
+    app1 = next(s for s in segments if s[1] == 0xE1)
+    rest = [s for s in segments if s is not app1]
+    sof = next(i for i, s in enumerate(rest) if s[1] == 0xC0)
+    rest.insert(sof + 1, app1)
+    return raw[:2] + b"".join(rest) + raw[pos:]
+
+
+def test_exif_after_the_frame_header_is_still_applied(decoder):
+    raw = _exif_after_frame_header(
+        (EDGE / "exif_orientation" / "pil__hopper_orientation_6.jpg").read_bytes())
+    expected = np.asarray(open_image(raw))
+    with Image.open(io.BytesIO(raw)) as img:
+        assert img.getexif().get(0x0112) == 6
+        assert not np.array_equal(np.asarray(img.convert("RGB")), expected)  # it is turned
+    got = decode_jpeg_array(raw)
+    assert got is not None
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_simplejpeg_serves_when_torchvision_cannot(monkeypatch):
+    pytest.importorskip("simplejpeg")
+    monkeypatch.setattr(data, "_simplejpeg", None)
+    monkeypatch.setattr(data, "_decode_jpeg", False)  # as if torchvision had no decoder
+    raw = jpeg_at(Image.open(PHOTOS[1]).convert("RGB"), 64)
+    np.testing.assert_array_equal(decode_jpeg_array(raw), np.asarray(open_image(raw)))
+    rotated = (EDGE / "exif_orientation" / "pil__hopper_orientation_6.jpg").read_bytes()
+    assert decode_jpeg_array(rotated) is None  # Exif: left to Pillow, which orients it
+
+
+@pytest.mark.parametrize("workers", [0, 1])  # 1: batches built in a worker's shared memory
+def test_eval_batches_skip_bad_samples_and_end_with_a_short_batch(tmp_path, workers):
+    writer = TarShardWriter(tmp_path, "val", max_count=100)
+    good = []
+    for i, path in enumerate(PHOTOS[:8]):
+        raw = jpeg_at(open_image(path), 40)
+        if i == 2:
+            raw = raw[: len(raw) // 3]  # cut: skipped, its slot taken by the next sample
+        else:
+            good.append((raw, i % 3))
+        writer.write(Sample(f"k{i:02d}", raw, "jpg", i % 3, {"label": i % 3}))
+    writer.close()
+    source = resolve_source(str(tmp_path / "val-000000.tar"), "val")
+    stream = ShardStream(source.parts, train=False, batch_size=4,
+                         aug=Augment(img_size=32, short_side=40), seed=0)
+    got = [(x.clone(), y.clone()) for x, y in data.make_loader(stream, workers)]
+    assert [tuple(x.shape) for x, _ in got] == [(4, 3, 32, 32), (3, 3, 32, 32)]
+    images = torch.cat([x for x, _ in got]).permute(0, 2, 3, 1).numpy()
+    labels = torch.cat([y for _, y in got]).tolist()
+    assert labels == [cls for _, cls in good]
+    aug = Augment(img_size=32, short_side=40)
+    for image, (raw, _) in zip(images, good, strict=True):
+        np.testing.assert_array_equal(image, eval_pixels(open_image(raw), False, aug))
