@@ -25,7 +25,7 @@ from typing import Any
 
 from dataprep.cluster import active, map_cluster, ordered_window
 from dataprep.errors import DiskFullError, ImageError
-from dataprep.io.writers import Writer
+from dataprep.io.writers import Writer, image_bytes
 from dataprep.journal import Journal
 from dataprep.records import Record, Sample
 from dataprep.report import Report
@@ -291,7 +291,7 @@ def execute(
                         "bytes": bytes_per_split.get(split, 0),
                         "errors": new_errors.pop(split, []),
                     })
-                nbytes = sum(s.nbytes for s in samples)
+                nbytes = image_bytes(samples)
                 report.bytes_written += nbytes
                 bytes_per_split[split] = bytes_per_split.get(split, 0) + nbytes
                 report.samples_out += len(samples)

@@ -8,6 +8,7 @@ WebDataset shards are read with ``webdataset.WebDataset`` itself, LMDB with plai
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -128,6 +129,31 @@ def test_tar_members_are_reproducible(samples, tmp_path):
                                              f"{samples[0].key}.json"]
     assert {m.mtime for m in members} == {946684800}
     assert {(m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, "", "", 0o644)}
+
+
+def test_groups_packed_in_workers_write_the_same_shards(samples, tmp_path, gradient, encode):
+    from dataprep.io.writers import pack_group, sample_json, tar_sample_bytes
+
+    long_key = "k" * 150  # a GNU long-name member too
+    groups = [samples[i:i + 3] for i in range(0, len(samples), 3)]
+    groups.append([Sample(long_key, encode(gradient(9, 7), "PNG"), "png", 1, {"key": long_key})])
+    files = {}
+    for packed in (False, True):
+        out = tmp_path / str(packed)
+        out.mkdir()
+        w = TarShardWriter(out, "train", max_count=4, max_bytes=60_000)
+        for g in groups:
+            group = pack_group(g) if packed else g
+            if packed:
+                assert len(group) == len(g)
+                assert group.image_bytes == sum(len(s.image) for s in g)
+                assert len(group.tar) == sum(tar_sample_bytes(s, sample_json(s)) for s in g)
+            w.write_group(group)
+        files[packed] = {i.name: (out / i.name).read_bytes() for i in w.close()}
+    assert files[True] == files[False] and len(files[True]) > 1
+    with tarfile.open(fileobj=io.BytesIO(next(iter(files[True].values())))) as t:
+        assert [m.name for m in t.getmembers()[:3]] == [
+            f"{samples[0].key}.jpg", f"{samples[0].key}.cls", f"{samples[0].key}.json"]
 
 
 def test_max_count_cuts_shards(samples, tmp_path):

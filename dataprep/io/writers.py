@@ -13,7 +13,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from dataprep.io import tarformat
 from dataprep.io.readers import LMDB_FORMAT, lmdb_key
@@ -70,6 +70,51 @@ def tar_file_bytes(member_bytes: int) -> int:
     return end + (-end % tarformat.RECORD)
 
 
+@dataclass(frozen=True)
+class PackedGroup:
+    """The samples of one record already packed as tar members, as :class:`TarShardWriter`
+    writes them. Packed where the task runs (a worker), so the writing process only appends
+    and hashes one ``bytes`` a record. ``len()`` is the number of samples."""
+
+    tar: bytes
+    count: int
+    image_bytes: int  # sum of the samples' encoded image sizes
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def pack_group(samples: list[Sample]) -> PackedGroup:
+    """The tar members of ``samples``: per sample ``{key}.{ext}``, ``{key}.cls``, ``{key}.json``
+    (the bytes ``tarfile`` writes in GNU format, fixed owner and mtime)."""
+    chunks: list[bytes] = []
+    for sample in samples:
+        chunks += tarformat.member_chunks(f"{sample.key}.{sample.ext}", sample.image, TAR_MTIME)
+        chunks += tarformat.member_chunks(f"{sample.key}.cls", str(sample.cls).encode(),
+                                          TAR_MTIME)
+        chunks += tarformat.member_chunks(f"{sample.key}.json", sample_json(sample), TAR_MTIME)
+    return PackedGroup(b"".join(chunks), len(samples), sum(s.nbytes for s in samples))
+
+
+def image_bytes(group: list[Sample] | PackedGroup) -> int:
+    """Encoded image bytes of one record's samples, packed or not."""
+    if isinstance(group, PackedGroup):
+        return group.image_bytes
+    return sum(s.nbytes for s in group)
+
+
+@dataclass(frozen=True)
+class TarPackingTask:
+    """``task`` with its samples packed as tar members (:func:`pack_group`) where it runs: for
+    WebDataset output, so encoded images cross to the writing process as one buffer a record
+    and the per-member work is spread over the workers."""
+
+    task: Any
+
+    def __call__(self, record: Any) -> PackedGroup:
+        return pack_group(self.task(record))
+
+
 class Writer(Protocol):
     """A sink. ``write_group`` takes the samples of one record (kept together in one shard) and
     returns True when everything written *before* that group has become durable: a checkpoint
@@ -121,12 +166,12 @@ class TarShardWriter:
             self._hash.update(chunk)
         self._file.writelines(chunks)
 
-    def write_group(self, samples: list[Sample]) -> bool:
-        metas = [sample_json(s) for s in samples]
-        nbytes = sum(tar_sample_bytes(s, m) for s, m in zip(samples, metas, strict=True))
+    def write_group(self, samples: list[Sample] | PackedGroup) -> bool:
+        group = samples if isinstance(samples, PackedGroup) else pack_group(samples)
+        nbytes = len(group.tar)
         checkpoint = False
         if self._file is not None and (
-            self._count + len(samples) > self.max_count
+            self._count + group.count > self.max_count
             or (self.max_bytes is not None
                 and tar_file_bytes(self._bytes + nbytes) > self.max_bytes)
         ):
@@ -134,15 +179,8 @@ class TarShardWriter:
             checkpoint = True
         if self._file is None:
             self._open()
-        chunks: list[bytes] = []
-        for sample, meta in zip(samples, metas, strict=True):
-            chunks += tarformat.member_chunks(f"{sample.key}.{sample.ext}", sample.image,
-                                              TAR_MTIME)
-            chunks += tarformat.member_chunks(f"{sample.key}.cls", str(sample.cls).encode(),
-                                              TAR_MTIME)
-            chunks += tarformat.member_chunks(f"{sample.key}.json", meta, TAR_MTIME)
-        self._write(chunks)
-        self._count += len(samples)
+        self._write([group.tar])
+        self._count += group.count
         self._bytes += nbytes
         return checkpoint
 

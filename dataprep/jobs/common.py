@@ -30,6 +30,8 @@ from dataprep.io.manifest import read_ledger, write_info_json, write_ledger
 from dataprep.io.writers import (
     TMP_SUFFIX,
     WRITERS,
+    PackedGroup,
+    TarPackingTask,
     make_writer,
     sample_json,
     sha256_file,
@@ -164,6 +166,8 @@ def _free_bytes(path: Path) -> int:
 
 def _stored_bytes(fmt: str, samples: list) -> int:
     """Bytes the samples take in the sink, container overhead included."""
+    if isinstance(samples, PackedGroup):
+        return len(samples.tar)
     if fmt == "webdataset":
         return sum(tar_sample_bytes(s, sample_json(s)) for s in samples)
     if fmt == "lmdb":  # large values fill whole 4 KiB overflow pages; small entries share pages
@@ -260,6 +264,8 @@ def run_job(
     def todo() -> Iterator[tuple[int, Record]]:  # not a list: a million pairs weigh ~90 MB
         return ((i, r) for i, r in enumerate(listed) if pending(i, r))
 
+    if fmt == "webdataset":  # workers pack the tar members: the writer appends bytes
+        task = TarPackingTask(task)
     n_todo = sum(1 for _ in todo())
     est, precomputed = (estimate(todo(), n_todo, task, fmt, out, jobs=resolve_jobs(jobs))
                         if n_todo else (Estimate(0, 0, 0, _free_bytes(out)), {}))
