@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-FETCH = ROOT.parent / "shared" / "data" / "fetch_real_images.sh"
+FETCH = ROOT / "benchmarks" / "fetch_real_images.sh"
 DEFAULT_CACHE = Path.home() / ".cache" / "dataprep-bench"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -37,7 +37,7 @@ BUCKETS = (("< 0.5 MP", 0.0, 0.5), ("0.5-4 MP", 0.5, 4.0), ("> 4 MP", 4.0, math.
 def add_common_args(ap: argparse.ArgumentParser, repeat: int = 2) -> None:
     ap.add_argument("--photos", type=Path, default=None,
                     help="folder of labelled photos root/<class>/... (default: the real photo "
-                         "set of shared/data/fetch_real_images.sh, fetched once into --cache)")
+                         "set of benchmarks/fetch_real_images.sh, fetched once into --cache)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                     help="where fetched photos and generated inputs are kept between runs")
     ap.add_argument("--jobs", type=int, default=cores(), help="worker processes [all cores]")

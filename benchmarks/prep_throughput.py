@@ -9,7 +9,7 @@ megapixels), then bytes per record for materialized views, lazy views and raw pi
 
     python benchmarks/prep_throughput.py [--photos DIR] [--jobs N] [--repeat R] [--quick]
 
-Without --photos, the real photo set of shared/data/fetch_real_images.sh is fetched once.
+Without --photos, the real photo set of benchmarks/fetch_real_images.sh is fetched once.
 Timings are printed, never asserted.
 """
 

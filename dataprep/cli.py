@@ -4,6 +4,7 @@ renders its report. No image logic lives here."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from dataprep import __version__, units
-from dataprep.errors import DataprepError, UsageError
+from dataprep.errors import DataprepError, UsageError, cli_message
 from dataprep.recipe import recipe_callback
 
 FORMATS = ("webdataset", "lmdb", "folder")
@@ -75,7 +76,8 @@ def common_options(f: Callable) -> Callable:
     f = click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed for every random choice (same seed, same bytes).")(f)
     f = click.option("--jobs", "-j", type=int, default=None,
-                     help="Worker processes [default: all cores]. Output does not depend on it.")(f)
+                     help="Worker processes [default: all cores]; 0 or -1: all cores, -2: all "
+                          "but one (joblib's rule). Output does not depend on it.")(f)
     f = click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True,
                      expose_value=False, callback=recipe_callback,
                      help="TOML file of defaults for these flags (flags given here win).")(f)
@@ -146,15 +148,26 @@ def reports_errors(f: Callable) -> Callable:
             with cluster(meta.get("dataprep.backend", "loky"), meta.get("dataprep.scheduler"),
                          jobs=kwargs.get("jobs")):
                 return f(*args, **kwargs)
-        except DataprepError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except (DataprepError, OSError) as exc:
+            if (message := cli_message(exc)) is None:
+                raise
+            raise click.ClickException(message) from exc
 
     return wrapper
 
 
 def echo_report(report: Any) -> None:
+    """Print a job's summary; fail (exit 1) when every input was skipped, so scripts notice an
+    output with nothing in it."""
     for line in report.lines():
         click.echo(line)
+    if (not report.dry_run and report.records_in and not report.samples_out
+            and report.skipped == report.records_in):
+        n = report.records_in
+        raise click.ClickException(
+            f"{'the only input was' if n == 1 else f'all {n:,} inputs were'} skipped, so "
+            "nothing usable was written; "
+            f"the reasons are in {os.path.join(report.out_dir, 'errors.jsonl')}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -331,7 +344,8 @@ def shard_cmd(src, out, format, max_count, max_bytes, shuffle, balance, reencode
 @click.option("--src", default=None, help="Override the recipe's src (the images to split).")
 @click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
               help="Override the recipe's output folder.")
-@click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Worker processes [default: all cores]; -2: all but one.")
 @click.option("--overwrite", is_flag=True, help="Replace earlier output.")
 @cluster_options
 @reports_errors

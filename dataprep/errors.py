@@ -49,3 +49,22 @@ def require(module: str, extra: str):
             f"{module} is needed for this command but is not installed; "
             f"install it with: pip install 'dataprep[{extra}]'"
         ) from exc
+
+
+def cli_message(exc: BaseException) -> str | None:
+    """The one line the CLI prints, without a traceback, for a user's error: dataprep's own
+    errors, and file-system errors about a path (say, a part of ``-o`` that is a file, or a
+    folder without write permission). None for anything else: a bug, which should crash."""
+    if isinstance(exc, DataprepError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        import os
+
+        if isinstance(exc, NotADirectoryError):
+            what = "a part of that path is a file, not a folder"
+        elif isinstance(exc, FileExistsError) and os.path.isfile(exc.filename):
+            what = "is a file, where a folder is needed"
+        else:
+            what = exc.strerror or str(exc)
+        return f"{exc.filename}: {what}"
+    return None

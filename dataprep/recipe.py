@@ -1,4 +1,4 @@
-"""Recipes: strict TOML whose keys are the click parameter names of a verb (DESIGN 4, STYLE 8).
+"""Recipes: strict TOML whose keys are the click parameter names of a verb.
 
 A recipe for one verb holds a table named after the verb (``[tencrop]``), or a table whose
 ``verb`` key names it, or plain top-level keys. Flags given on the command line win over the

@@ -1,6 +1,6 @@
 """Parallel execution of a job: records -> task (in workers) -> samples -> writers (in order).
 
-Design (DESIGN 6): records are cut into small ordered chunks; a pool of worker processes
+Design: records are cut into small ordered chunks; a pool of worker processes
 (:func:`local_executor`: forked on Linux, joblib's loky pool elsewhere; or a Dask / Ray
 cluster) runs them, and results are handed back *in input order*, so shard boundaries, order
 and bytes depend only on inputs and parameters, never on ``--jobs`` or the pool. Chunks are

@@ -120,6 +120,35 @@ def test_tencrop_crop_larger_than_short_side_is_a_clean_error(image_folder, tmp_
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
+@pytest.mark.parametrize("verb", [["split"], ["tencrop"], ["resize"], ["shard"], ["stats"]])
+def test_an_output_below_a_file_is_a_one_line_error(image_folder, tmp_path, verb):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / ("sub.json" if verb == ["stats"] else "sub")
+    result = invoke(*verb, image_folder, "-o", out, ok=False)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Error: " in result.output and "afile" in result.output
+    assert "Traceback" not in result.output
+    assert "a part of that path is a file" in result.output or "is a file" in result.output
+
+
+def test_every_input_skipped_exits_1_with_reasons_free_of_object_addresses(tmp_path):
+    bad = tmp_path / "bad" / "a"
+    bad.mkdir(parents=True)
+    (bad / "text.jpg").write_text("not an image")
+    (bad / "empty.jpg").write_bytes(b"")
+    for verb in ("tencrop", "shard"):
+        out = tmp_path / verb
+        result = invoke(verb, tmp_path / "bad", "-o", out, "--jobs", "1", ok=False)
+        assert result.exit_code == 1, result.output
+        assert "all 2 inputs were skipped" in result.output
+        reasons = [json.loads(line)["reason"]
+                   for line in (out / "errors.jsonl").read_text().splitlines()]
+        assert reasons == [f"{bad / n}: not an image (cannot identify image file)"
+                           for n in ("empty.jpg", "text.jpg")]
+    result = invoke("shard", tmp_path / "bad", "-o", tmp_path / "re", "--reencode", ok=False)
+    assert f"{bad / 'text.jpg'}: not an image" in result.output and "<bytes>" not in result.output
+
+
 def test_shard_from_a_manifest(image_folder, tmp_path):
     invoke("split", image_folder, "-o", tmp_path / "s", "--ratio", "0.5")
     out = tmp_path / "shards"

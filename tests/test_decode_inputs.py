@@ -1,4 +1,4 @@
-"""Decoding every mode to RGB, and bad inputs as data (DESIGN 6, "Bad input")."""
+"""Decoding every mode to RGB, and bad inputs as data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Same inputs and parameters => byte-identical shards, whatever ``--jobs`` (DESIGN 5.5, 6)."""
+"""Same inputs and parameters => byte-identical shards, whatever ``--jobs``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Geometry contracts (DESIGN 5.1, 5.2): short-side size, center box, five boxes, ten-crop order."""
+"""Geometry contracts: short-side size, center box, five boxes, ten-crop order."""
 
 from __future__ import annotations
 

@@ -211,7 +211,7 @@ def test_brace_pattern_and_single_tar_sources(image_folder, tmp_path):
 
 
 def test_import_dataprep_loads_no_heavy_dependency():
-    """STYLE 7: the library and its prep jobs import stdlib, Pillow and numpy only."""
+    """The library and its prep jobs import stdlib, Pillow and numpy only."""
     import subprocess
     import sys
 

@@ -1,4 +1,4 @@
-"""``split`` contract (DESIGN 5.6), as Hypothesis properties and a few concrete cases."""
+"""``split`` contract, as Hypothesis properties and a few concrete cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pixels equal torchvision's PIL path: ``Resize(s)`` then ``TenCrop(c)`` (DESIGN 5.1, 5.2)."""
+"""Pixels equal torchvision's PIL path: ``Resize(s)`` then ``TenCrop(c)``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Decode any supported image into 8-bit RGB, safely (DESIGN 6, "Bad input").
+"""Decode any supported image into 8-bit RGB, safely.
 
 EXIF orientation is applied; alpha is composited on white; 16-bit and float images are scaled
 to 8 bits; CMYK, palette and grayscale are converted; images with more than ``max_pixels``
@@ -61,10 +61,19 @@ def open_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_short_side: int | None = None,
     upscale: bool = False,
+    name: str | None = None,
 ) -> Image.Image:
     """Open, guard, orient and convert an image to RGB (see :func:`open_image_sized`)."""
     return open_image_sized(src, max_pixels=max_pixels, draft_short_side=draft_short_side,
-                            upscale=upscale)[0]
+                            upscale=upscale, name=name)[0]
+
+
+def decode_reason(exc: BaseException) -> str:
+    """Why an image could not be read, in words that do not change between runs (Pillow's
+    "cannot identify image file <_io.BytesIO object at 0x...>" names an object address)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (cannot identify image file)"
+    return str(exc) or type(exc).__name__
 
 
 def orient_box(box: tuple[float, float, float, float], size: tuple[int, int],
@@ -89,6 +98,7 @@ def open_image_sized(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_short_side: int | None = None,
     upscale: bool = False,
+    name: str | None = None,
 ) -> tuple[Image.Image, tuple[int, int], tuple[float, float, float, float] | None]:
     """Open, guard, orient and convert an image to RGB; also return its full oriented size and,
     after a draft decode, the box of the drafted image that the full image covers.
@@ -103,9 +113,10 @@ def open_image_sized(
     downscale by 1/2, 1/4 or 1/8) as long as the decoded size stays >= the size a short-side
     resize to that value would produce. Pixels then differ slightly from a full decode.
 
-    Raises :class:`ImageError` for anything that is not a usable image.
+    Raises :class:`ImageError` for anything that is not a usable image; its message starts with
+    ``name`` (default: the path, or ``<bytes>``).
     """
-    name = "<bytes>" if isinstance(src, bytes) else str(src)
+    name = name or ("<bytes>" if isinstance(src, bytes) else str(src))
     try:
         fp = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115
     except OSError as exc:
@@ -147,10 +158,7 @@ def open_image_sized(
         raise ImageError(f"{name}: decompression bomb refused, over --max-pixels "
                          f"{max_pixels:,} ({exc})") from exc
     except _DECODE_ERRORS as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, UnidentifiedImageError):
-            reason = "not an image (cannot identify image file)"
-        raise ImageError(f"{name}: {reason}") from exc
+        raise ImageError(f"{name}: {decode_reason(exc)}") from exc
 
 
 def encode_image(img: Image.Image, fmt: str = "jpg", quality: int = 90) -> bytes:

@@ -1,6 +1,6 @@
 """Read samples back from shards: WebDataset tars and LMDB environments; expand lazy views.
 
-Security (DESIGN 6, "Untrusted shards"): only the fields in :data:`ALLOWED_FIELDS` are kept,
+Security: only the fields in :data:`ALLOWED_FIELDS` are kept,
 nothing is unpickled, tar member names are never used as filesystem paths, and members larger
 than :data:`MAX_MEMBER_BYTES` are refused.
 """

@@ -145,6 +145,7 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
     records: RecordList | list[Record] = RecordList() if packed else []
     append = records.append
     distinct: set[str] = set()
+    first_line: dict[str, int] = {}  # where each label text first appears
     with open(list_file, encoding="utf-8") as f:
         # str.splitlines' line breaks (\v, \f, \x1c-\x1e, \x85, \u2028, \u2029 too), read lazily
         lines = (part for chunk in f for part in chunk.splitlines())
@@ -162,19 +163,22 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
                 raise SourceError(f"{list_file}:{lineno}: expected 'path label' (space or tab "
                                   f"separated), got {line!r}")
             rel, lab = parts[0].strip(), parts[1].strip()
-            distinct.add(lab)
+            if lab not in distinct:
+                distinct.add(lab)
+                first_line[lab] = lineno
             append(Record(make_key(rel.lstrip("/")), full_path(rel), 0, lab))
     if not records:
         raise SourceError(f"{list_file} lists no images; expected lines of 'path label'")
     if all(lab.lstrip("-").isdigit() for lab in distinct):
-        low, top = min(int(lab) for lab in distinct), max(int(lab) for lab in distinct)
-        if low < 0:
-            raise SourceError(f"{list_file}: label {low} is negative; labels are class indexes "
-                              "from 0 (or class names)")
-        if top >= MAX_CLASSES:
-            raise SourceError(f"{list_file}: label {top} is beyond the {MAX_CLASSES:,} classes "
-                              "a list file may number; labels are class indexes from 0")
-        classes = [str(i) for i in range(top + 1)]
+        low, high = min(distinct, key=int), max(distinct, key=int)
+        if int(low) < 0:
+            raise SourceError(f"{list_file}:{first_line[low]}: label {low} is negative; labels "
+                              "are class indexes from 0 (or class names)")
+        if int(high) >= MAX_CLASSES:
+            raise SourceError(f"{list_file}:{first_line[high]}: label {high} is beyond the "
+                              f"{MAX_CLASSES:,} classes a list file may number; labels are class "
+                              "indexes from 0")
+        classes = [str(i) for i in range(int(high) + 1)]
         to_label = {lab: int(lab) for lab in distinct}
     elif any(lab.lstrip("-").isdigit() for lab in distinct):
         raise SourceError(f"{list_file}: labels mix integers and class names; use one kind")
@@ -278,7 +282,7 @@ def _split_of(path: str, suffix: str) -> str:
 
 def scan(src: str | Path, root: str | Path | None = None, split: str | None = None,
          packed: bool = True) -> Source:
-    """Open any supported source (see DESIGN 4: folder, list, manifest, WebDataset, LMDB).
+    """Open any supported source (folder, list, manifest, WebDataset, LMDB).
 
     Image sources (folder, list, manifest) are listed whole: in a compact :class:`RecordList`,
     or with ``packed=False`` in a plain list of records."""

@@ -1,7 +1,7 @@
 """Sinks: ``WRITERS = {"folder": ..., "webdataset": ..., "lmdb": ...}``.
 
 Every writer receives samples in their final order from one process, and finalizes atomically:
-a shard is written under a temporary name and renamed only when whole (DESIGN 6).
+a shard is written under a temporary name and renamed only when whole.
 """
 
 from __future__ import annotations

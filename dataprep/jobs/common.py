@@ -1,5 +1,5 @@
 """What every writing job shares: the disk budget, resume and overwrite rules, the run, and the
-ledgers (DESIGN 6).
+ledgers.
 
 Per split, an output folder is in one of these states, decided before anything is written:
 

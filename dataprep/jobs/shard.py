@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dataprep.errors import ImageError, UsageError
 from dataprep.io.dataset import expand, view_spec
-from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image
+from dataprep.io.decode import DEFAULT_MAX_PIXELS, decode_reason, encode_image, open_image
 from dataprep.io.scan import scan
 from dataprep.jobs.common import Log, run_job
 from dataprep.records import Record, Sample
@@ -50,7 +50,7 @@ class ShardTask:
             fmt = self._header_format(record, data)
             if fmt in PASSTHROUGH:
                 return [Sample(record.key, data, PASSTHROUGH[fmt], record.label, meta)]
-        img = open_image(data, max_pixels=self.max_pixels)
+        img = open_image(data, max_pixels=self.max_pixels, name=record.path or record.key)
         return [Sample(record.key, encode_image(img, self.image_format, self.quality),
                        self.image_format, record.label, meta)]
 
@@ -70,7 +70,10 @@ class ShardTask:
                 w, h = img.size
                 fmt = img.format
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            raise ImageError(f"{record.path or record.key}: not an image ({exc})") from exc
+            reason = decode_reason(exc)
+            if not reason.startswith("not an image"):
+                reason = f"not an image ({reason})"
+            raise ImageError(f"{record.path or record.key}: {reason}") from exc
         if w * h > self.max_pixels:
             raise ImageError(f"{record.path or record.key}: {w}x{h} exceeds --max-pixels "
                              f"{self.max_pixels:,} (decompression bomb guard)")

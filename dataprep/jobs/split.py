@@ -1,4 +1,4 @@
-"""``split``: stratified, seeded train/val(/test) split (DESIGN 5.6).
+"""``split``: stratified, seeded train/val(/test) split.
 
 Per class, units (records, or groups of records with ``--group-by``) are ranked by a seeded
 stable hash of their id, so the result depends only on the set of records and the seed, never

@@ -194,7 +194,7 @@ def resize(src: str | Path, out: str | Path, *, short_side: int = 256, fmt: str 
            root: str | Path | None = None, records: list[Record] | None = None,
            classes: list[str] | None = None, max_disk: int | None = None,
            dry_run: bool = False, log: Log | None = None) -> Report:
-    """Short-side resize every image of ``src`` into ``out`` (DESIGN 5.1)."""
+    """Short-side resize every image of ``src`` into ``out``."""
     _check_common(short_side, image_format, quality, interpolation)
     task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality, max_pixels)
     return _run("resize", src, out, task, fmt=fmt, views_per_record=1, jobs=jobs,
@@ -216,7 +216,7 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
             stats: str | Path | dict[str, Any] | None = None, seed: int = 0) -> Report:
     """Resize to ``short_side`` then cut ten views (five with ``five`` or ``flip=False``).
 
-    View order is torchvision ``TenCrop``'s (DESIGN 5.2). ``views="materialize"`` writes each
+    View order is torchvision ``TenCrop``'s. ``views="materialize"`` writes each
     view as a sample ``{key}_v{i}``; ``views="lazy"`` stores the resized image once with the view
     spec in its json, for readers to expand.
 

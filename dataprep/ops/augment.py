@@ -85,7 +85,8 @@ def resized_crop(img: Image.Image, top: int, left: int, height: int, width: int,
 
 def scale_jitter(img: Image.Image, short_side: int, top: int, left: int, size: int,
                  interpolation: str = "bilinear") -> Image.Image:
-    """Resize so the shorter side is ``short_side`` (up or down, DESIGN 5.1 rounding), then
+    """Resize so the shorter side is ``short_side`` (up or down, rounded as
+    :func:`short_side_size`), then
     take the ``size`` x ``size`` crop at (``left``, ``top``) of the resized image."""
     resized = resize_short_side(check_rgb(img, "scale_jitter"), short_side, interpolation,
                                 upscale=True)

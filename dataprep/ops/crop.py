@@ -1,4 +1,4 @@
-"""Center / five / ten crops (DESIGN 5.2), the order of torchvision ``TenCrop``."""
+"""Center / five / ten crops, the order of torchvision ``TenCrop``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Short-side resize (DESIGN 5.1)."""
+"""Short-side resize."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-sample random generators (DESIGN 5.5): derived from (seed, key, view, epoch) only."""
+"""Per-sample random generators: derived from (seed, key, view, epoch) only."""
 
 from __future__ import annotations
 

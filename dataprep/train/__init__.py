@@ -1,4 +1,4 @@
-"""The bundled trainer (DESIGN 7): streams dataprep shards into a PyTorch training loop.
+"""The bundled trainer: streams dataprep shards into a PyTorch training loop.
 
 Modules, one stage each: ``config`` (TrainConfig), ``sources`` (data argument -> parts with
 counts), ``cache`` (bounded cache of remote shards), ``data`` (streaming loader and pixels),

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from dataprep.errors import DataprepError, UsageError, require
+from dataprep.errors import DataprepError, UsageError, cli_message, require
 from dataprep.recipe import recipe_callback
 from dataprep.train.config import (
     AMP_MODES,
@@ -186,8 +186,10 @@ def train(data: str, **flags: Any) -> None:
         cfg = TrainConfig(data=data, **flags)
         _setup_logging()
         result = run_training(cfg)
-    except DataprepError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (DataprepError, OSError) as exc:
+        if (message := cli_message(exc)) is None:
+            raise
+        raise click.ClickException(message) from exc
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.best_top1 is not None:
@@ -215,8 +217,10 @@ def summary(model: str, img_size: int, num_classes: int, weights: str | None) ->
 
         built = build_model(model, num_classes, weights=weights)
         report = summarize(built.model, (1, 3, img_size, img_size), name=model)
-    except DataprepError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (DataprepError, OSError) as exc:
+        if (message := cli_message(exc)) is None:
+            raise
+        raise click.ClickException(message) from exc
     except RuntimeError as exc:  # e.g. an input too small for the network's downsampling
         raise click.ClickException(f"{model} cannot run on {img_size}x{img_size} inputs: "
                                    f"{exc}") from exc

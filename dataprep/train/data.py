@@ -9,7 +9,7 @@ runs exactly ``batches`` training batches per epoch, computed beforehand from th
 out and stops at its quota. Validation reads every sample exactly once and may give ranks
 different batch counts: it runs no collective.
 
-Randomness (DESIGN 5.5): shard order from ``(seed, epoch)``, a worker's passes and buffer from
+Randomness: shard order from ``(seed, epoch)``, a worker's passes and buffer from
 ``(seed, epoch, worker, pass)``, each augmentation from ``(seed, key, view, epoch)``; nothing
 touches global state.
 Batches leave the workers as uint8 NCHW tensors (channels-last in memory); normalization runs
@@ -114,7 +114,7 @@ def view_count(meta: dict) -> int:
 
 
 def view_image(img: Image.Image, views: dict, index: int) -> Image.Image:
-    """View ``index`` of a lazily stored image, in ten-crop order (DESIGN 5.2)."""
+    """View ``index`` of a lazily stored image, in ten-crop order."""
     if index >= 5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return img.crop(five_boxes(img.width, img.height, int(views["crop"]))[index % 5])

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from dataprep.errors import DataprepError, UsageError, require
+from dataprep.errors import DataprepError, UsageError, cli_message, require
 
 MODE_NAMES = ("resize", "center", "five", "ten", "flip", "mix")  # = dataprep.train.tta.MODES
 
@@ -43,7 +43,7 @@ def _logging() -> None:
                    "misclassified.csv/png (per_tag.csv).")
 @click.option("--tta", default=",".join(MODE_NAMES), show_default=True, callback=_modes,
               help="Test-time modes, comma-separated: resize (squash to crop x crop), center, "
-                   "five, ten (DESIGN 5.2 order), flip (center + mirror), mix (resize and "
+                   "five, ten (torchvision TenCrop order), flip (center + mirror), mix (resize and "
                    "five-crop probabilities averaged); or all.")
 @click.option("--primary", type=click.Choice(MODE_NAMES), default=None,
               help="Mode the confusion matrix, per-class and misclassified files describe "
@@ -84,8 +84,10 @@ def evaluate(checkpoint: str, data: str, out: str, tta: tuple[str, ...], primary
                                 split=split, batch_size=batch_size, device=device, tags=tags,
                                 max_samples=max_samples, progress=progress,
                                 per_class_sheet=sheet_per_class)
-    except DataprepError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (DataprepError, OSError) as exc:
+        if (message := cli_message(exc)) is None:
+            raise
+        raise click.ClickException(message) from exc
     click.echo(f"{result.num_samples} images of {data} (split {result.info['split']}), "
                f"{len(result.classes)} classes, {result.info['model']} on {result.info['device']}")
     for line in result.lines():
@@ -165,7 +167,9 @@ def learning_curve(src: str, per_class: list[int], out: str, val: str | None, ra
         result = run_curve(src, out, per_class=per_class, val=val, ratio=ratio, seed=seed,
                            short_side=short_side, modes=tta, min_steps=min_steps, jobs=jobs,
                            overwrite=overwrite, log=click.echo, **train_options)
-    except DataprepError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (DataprepError, OSError) as exc:
+        if (message := cli_message(exc)) is None:
+            raise
+        raise click.ClickException(message) from exc
     for line in result.lines():
         click.echo(line)

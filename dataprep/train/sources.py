@@ -146,6 +146,10 @@ def resolve_source(spec: str, split: str) -> Source:
             files = [f"{base}/{name}" for name in entry["filenames"]]
         ledger = _read_json(base, "dataprep.json")
         return Source(s, split, _tar_parts(files, info), _classes(ledger, split))
+    if "{" not in s and not os.path.exists(s):
+        raise SourceError(f"{s} does not exist; expected a folder of WebDataset shards or LMDB "
+                          "environments (as dataprep writes them), a .tar file, a brace pattern "
+                          "of shards, an http(s):// or pipe: URL")
     if is_lmdb(s) or (os.path.isdir(s) and os.path.isdir(os.path.join(s, f"{split}.lmdb"))):
         return _lmdb_parts(s, split)
     files = list_tar_shards(s, split)

@@ -1,4 +1,4 @@
-"""Test-time views and their averaged probabilities (DESIGN 7, ``dataprep evaluate``).
+"""Test-time views and their averaged probabilities (``dataprep evaluate``).
 
 A *mode* turns one stored image into groups of views; its probabilities are the mean over
 groups of the mean softmax over the group's views (so ``mix`` weighs the squashed image and
@@ -10,8 +10,8 @@ mode     groups of views                                             views
 resize   [the image squashed to crop x crop]                          1
 center   [center crop]                                                1
 flip     [center crop, its mirror]                                    2
-five     [five crops] (DESIGN 5.2 order)                              5
-ten      [five crops, five crops of the mirrored image] (DESIGN 5.2)  10
+five     [five crops] (ten-crop order)                                5
+ten      [five crops, five crops of the mirrored image]              10
 mix      [squashed image], [five crops]                               6
 =======  ==========================================================  =====
 

@@ -224,3 +224,12 @@ def test_a_malformed_label_is_a_shard_error(tmp_path):
     src = resolve_source(str(out), "train")
     with pytest.raises(ShardError, match="zzz"):
         list(iter_part(src.parts[0], None))
+
+
+def test_a_missing_data_path_says_it_does_not_exist(tmp_path):
+    from dataprep.errors import SourceError
+    from dataprep.train.sources import resolve_source
+
+    with pytest.raises(SourceError, match="does not exist; expected a folder of WebDataset "
+                                          "shards or LMDB"):
+        resolve_source(str(tmp_path / "nope"), "train")

@@ -89,7 +89,7 @@ def test_ten_is_the_mean_softmax_of_torchvisions_ten_crops():
     got = run("ten", model)
     assert got.shape == (3, 3)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-    # and the views themselves, pixel for pixel and in DESIGN 5.2 order
+    # and the views themselves, pixel for pixel and in ten-crop order
     for img in IMAGES:
         ours = mode_views(img, "ten", SPEC)
         theirs = TF.ten_crop(fitted(img), SPEC.crop)
