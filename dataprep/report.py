@@ -38,17 +38,24 @@ class Report:
         if self.dry_run:
             done = [f"  {s}: already complete; would be left as it is" for s in self.complete]
             return [*done, "dry run: nothing was written"]
+        if self.complete and not (self.records_in or self.counts or self.errors):
+            return [f"{self.command}: nothing to do",
+                    *(f"  {s}: already complete (same command and inputs); left as it is"
+                      for s in self.complete),
+                    f"  output: {self.out_dir}"]
         out = [
             f"{self.command}: {self.records_in:,} records in -> {self.samples_out:,} samples out, "
             f"{self.skipped:,} skipped",
-            f"  {human_bytes(self.bytes_written)} written in {self.seconds:.1f} s "
-            f"({self.images_per_s:,.1f} images/s, {self.jobs} job{'s' if self.jobs != 1 else ''})",
+            f"  {human_bytes(self.bytes_written)} of encoded images in {self.seconds:.1f} s "
+            f"({self.images_per_s:,.1f} input images/s, {self.jobs} "
+            f"job{'s' if self.jobs != 1 else ''})",
         ]
         stored = sum(s.bytes for shards in self.shards.values() for s in shards)
         if self.estimated_bytes and stored:
             err = (self.estimated_bytes - stored) / stored * 100
-            out.append(f"  estimated {human_bytes(self.estimated_bytes)} before writing; the "
-                       f"shards take {human_bytes(stored)} ({err:+.0f}%)")
+            out.append(f"  the shards take {human_bytes(stored)} with their headers and metadata; "
+                       f"estimated {human_bytes(self.estimated_bytes)} before writing "
+                       f"({err:+.0f}%)")
         for split, n in sorted(self.resumed.items()):
             out.append(f"  {split}: resumed after {n:,} records from an interrupted run")
         for split in self.complete:

@@ -272,9 +272,10 @@ def run_job(
     if listed is not records and total:  # a stream: scale the head's estimate to the total
         est = Estimate(total, est.samples * total // max(est.records, 1),
                        est.bytes * total // max(est.records, 1), est.free)
-    log(est.line(out))
-    check_budget(est, out, max_disk)
     report_complete = [s for s, p in plans.items() if p.state == "complete"]
+    if n_todo or len(report_complete) < len(plans):
+        log(est.line(out))
+    check_budget(est, out, max_disk)
     if dry_run:
         report = Report(command=command, out_dir=str(out), dry_run=True, estimated_bytes=est.bytes)
         report.complete = report_complete
