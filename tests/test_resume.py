@@ -119,6 +119,7 @@ def test_rerun_of_a_complete_output_skips_it_and_other_parameters_are_refused(tm
     again = dataprep(*args)
     assert again.returncode == 0
     assert "already complete" in again.stdout
+    assert "nothing to do" in again.stdout and "plan:" not in again.stdout + again.stderr
     assert tree(out) == before
     other = dataprep(*args[:-4], "--short-side", "65", "--jobs", "1")
     assert other.returncode != 0
