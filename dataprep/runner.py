@@ -25,13 +25,15 @@ from typing import Any
 
 from dataprep.cluster import active, map_cluster, ordered_window
 from dataprep.errors import DiskFullError, ImageError
-from dataprep.io.writers import Writer, image_bytes
+from dataprep.io.writers import PackedGroup, Writer, image_bytes
 from dataprep.journal import Journal
 from dataprep.records import Record, Sample
 from dataprep.report import Report
 
-Task = Callable[[Record], list[Sample]]
-ChunkResult = list[tuple[list[Sample] | None, str | None]]
+# a record's samples; for WebDataset output packed as tar members by the worker
+Group = list[Sample] | PackedGroup
+Task = Callable[[Record], Group]
+ChunkResult = list[tuple[Group | None, str | None]]
 ON_ERROR = ("skip", "raise")
 
 
@@ -88,7 +90,7 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-Mapped = tuple[Record, list[Sample] | None, str | None]  # record, its samples or its error
+Mapped = tuple[Record, Group | None, str | None]  # record, its samples or its error
 
 _forked: dict[int, Any] = {}  # jobs -> the process pool forked for them (one at a time)
 

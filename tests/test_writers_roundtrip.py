@@ -131,29 +131,49 @@ def test_tar_members_are_reproducible(samples, tmp_path):
     assert {(m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, "", "", 0o644)}
 
 
-def test_groups_packed_in_workers_write_the_same_shards(samples, tmp_path, gradient, encode):
+def _tarfile_shard(groups: list[list[Sample]]) -> bytes:
+    """What ``tarfile`` writes (GNU format) for the samples' members, for comparison."""
+    from dataprep.io.writers import TAR_MTIME, sample_json
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for s in (s for g in groups for s in g):
+            for name, data in ((f"{s.key}.{s.ext}", s.image), (f"{s.key}.cls", str(s.cls).encode()),
+                               (f"{s.key}.json", sample_json(s))):
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o644
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_groups_packed_in_workers_write_what_tarfile_writes(samples, tmp_path, gradient,
+                                                             encode):
     from dataprep.io.writers import pack_group, sample_json, tar_sample_bytes
 
     long_key = "k" * 150  # a GNU long-name member too
     groups = [samples[i:i + 3] for i in range(0, len(samples), 3)]
     groups.append([Sample(long_key, encode(gradient(9, 7), "PNG"), "png", 1, {"key": long_key})])
-    files = {}
-    for packed in (False, True):
-        out = tmp_path / str(packed)
-        out.mkdir()
-        w = TarShardWriter(out, "train", max_count=4, max_bytes=60_000)
-        for g in groups:
-            group = pack_group(g) if packed else g
-            if packed:
-                assert len(group) == len(g)
-                assert group.image_bytes == sum(len(s.image) for s in g)
-                assert len(group.tar) == sum(tar_sample_bytes(s, sample_json(s)) for s in g)
-            w.write_group(group)
-        files[packed] = {i.name: (out / i.name).read_bytes() for i in w.close()}
-    assert files[True] == files[False] and len(files[True]) > 1
-    with tarfile.open(fileobj=io.BytesIO(next(iter(files[True].values())))) as t:
-        assert [m.name for m in t.getmembers()[:3]] == [
-            f"{samples[0].key}.jpg", f"{samples[0].key}.cls", f"{samples[0].key}.json"]
+    w = TarShardWriter(tmp_path, "train", max_count=4, max_bytes=60_000)
+    for g in groups:
+        group = pack_group(g)
+        assert len(group) == len(g)
+        assert group.image_bytes == sum(len(s.image) for s in g)
+        assert len(group.tar) == sum(tar_sample_bytes(s, sample_json(s)) for s in g)
+        w.write_group(group)
+    shards = w.close()
+    assert len(shards) > 1 and sum(s.num_samples for s in shards) == 12
+    # each shard holds whole groups, in order, as tarfile would write them
+    start = 0
+    for info in shards:
+        end, count = start, 0
+        while count < info.num_samples:
+            count += len(groups[end])
+            end += 1
+        assert count == info.num_samples
+        assert (tmp_path / info.name).read_bytes() == _tarfile_shard(groups[start:end])
+        start = end
+    assert start == len(groups)
 
 
 def test_max_count_cuts_shards(samples, tmp_path):

@@ -125,7 +125,7 @@ class AugmentTask(ResizeTask):
     def source_image(self, record: Record):
         if self.short_side is None:
             src = record.data if record.data is not None else record.path
-            return open_image(src, max_pixels=self.max_pixels)
+            return open_image(src, max_pixels=self.max_pixels, name=record.path or record.key)
         return self.resized(record)
 
     def augmented(self, record: Record, img, k: int):

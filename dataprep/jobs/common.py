@@ -117,6 +117,13 @@ def plan_splits(out: Path, fmt: str, fingerprints: dict[str, str], overwrite: bo
             journal.remove()
             plans[split] = SplitPlan("new")
             continue
+        if (entry is not None and journal_fp is None and entry.get("records_in")
+                and not entry.get("samples_out")):
+            # a finished run that wrote nothing (every input skipped): nothing to keep, so the
+            # split is done again (a rerun reports the failure again, a fixed input gets in)
+            _remove(outputs)
+            plans[split] = SplitPlan("new")
+            continue
         if entry is not None and entry.get("fingerprint") == fp and journal_fp is None:
             if shards_intact(out, entry.get("shards", [])):
                 plans[split] = SplitPlan("complete")

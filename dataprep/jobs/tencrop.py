@@ -42,7 +42,8 @@ class ResizeTask:
         src = record.data if record.data is not None else record.path
         img, source_size, box = open_image_sized(
             src, max_pixels=self.max_pixels,
-            draft_short_side=None if self.exact else self.short_side, upscale=self.upscale)
+            draft_short_side=None if self.exact else self.short_side, upscale=self.upscale,
+            name=record.path or record.key)
         # a JPEG draft decodes at reduced scale: size the output from the full image
         return resize_short_side(img, self.short_side, self.interpolation, upscale=self.upscale,
                                  source_size=source_size, box=box)

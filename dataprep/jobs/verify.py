@@ -91,11 +91,11 @@ def check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int |
             check.samples += 1
             if decode:
                 try:
-                    open_image(sample.image)
+                    open_image(sample.image, name=sample.key)
                 except ImageError as exc:
                     check.undecodable += 1
                     if check.undecodable <= 3:
-                        check.problems.append(f"{sample.key}: {exc}")
+                        check.problems.append(str(exc))
     except (ShardError, DataprepError) as exc:
         check.problems.append(str(exc))
     if check.undecodable > 3:
