@@ -244,8 +244,12 @@ def run_job(
         raise UsageError(f"--format {fmt!r} is not supported; choose one of {', '.join(WRITERS)}")
     log = log or (lambda line: None)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"-o {out} exists and is not a directory")
+    for folder in (out, *out.parents):  # before any work: the nearest existing one decides
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(f"-o {out}: {folder} is a file, not a folder" if folder != out
+                                 else f"-o {out} exists and is not a directory")
+            break
     listed: Sequence[Record]
     if not isinstance(records, Sequence):  # a stream: look at its head for the estimate only
         stream = iter(records)  # iterate once: a Source starts over on every iter()
