@@ -156,13 +156,18 @@ def reports_errors(f: Callable) -> Callable:
     return wrapper
 
 
+def _all_skipped(report: Any) -> bool:
+    """Inputs came in and every one was skipped: the output holds nothing usable."""
+    return bool(not report.dry_run and report.records_in and not report.samples_out
+                and report.skipped == report.records_in)
+
+
 def echo_report(report: Any) -> None:
     """Print a job's summary; fail (exit 1) when every input was skipped, so scripts notice an
     output with nothing in it."""
     for line in report.lines():
         click.echo(line)
-    if (not report.dry_run and report.records_in and not report.samples_out
-            and report.skipped == report.records_in):
+    if _all_skipped(report):
         n = report.records_in
         raise click.ClickException(
             f"{'the only input was' if n == 1 else f'all {n:,} inputs were'} skipped, so "
@@ -359,6 +364,13 @@ def run_cmd(recipe, src, out, jobs, overwrite):
     result = run(recipe, src=src, out=out, jobs=jobs, overwrite=overwrite)
     for line in result.lines():
         click.echo(line)
+    empty = [split for split, r in result.reports.items() if _all_skipped(r)]
+    if empty:
+        which = f"split {empty[0]}" if len(empty) == 1 else f"splits {', '.join(empty)}"
+        raise click.ClickException(
+            f"every input of {which} was skipped, so nothing usable was written there; the "
+            "reasons are in "
+            f"{os.path.join(result.reports[empty[0]].out_dir, 'errors.jsonl')}")
 
 
 def _register_optional() -> None:

@@ -160,6 +160,17 @@ def test_every_input_skipped_exits_1_with_reasons_free_of_object_addresses(tmp_p
     assert "2 records in -> 10 samples out, 1 skipped" in fixed.output
 
 
+def test_a_recipe_whose_inputs_are_all_skipped_exits_1(tmp_path):
+    bad = tmp_path / "bad" / "a"
+    bad.mkdir(parents=True)
+    for i in range(4):
+        (bad / f"{i}.jpg").write_text("not an image")
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "split-80-20-resize-256.toml"
+    result = invoke("run", recipe, "--src", tmp_path / "bad", "-o", tmp_path / "o", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "every input of splits train, val was skipped" in result.output
+
+
 def test_shard_from_a_manifest(image_folder, tmp_path):
     invoke("split", image_folder, "-o", tmp_path / "s", "--ratio", "0.5")
     out = tmp_path / "shards"
