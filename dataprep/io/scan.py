@@ -144,8 +144,7 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
     # each record's class_name holds its label text until every label is known
     records: RecordList | list[Record] = RecordList() if packed else []
     append = records.append
-    distinct: set[str] = set()
-    first_line: dict[str, int] = {}  # where each label text first appears
+    first_line: dict[str, int] = {}  # each distinct label text: the line it first appears on
     with open(list_file, encoding="utf-8") as f:
         # str.splitlines' line breaks (\v, \f, \x1c-\x1e, \x85, \u2028, \u2029 too), read lazily
         lines = (part for chunk in f for part in chunk.splitlines())
@@ -163,14 +162,12 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
                 raise SourceError(f"{list_file}:{lineno}: expected 'path label' (space or tab "
                                   f"separated), got {line!r}")
             rel, lab = parts[0].strip(), parts[1].strip()
-            if lab not in distinct:
-                distinct.add(lab)
-                first_line[lab] = lineno
+            first_line.setdefault(lab, lineno)
             append(Record(make_key(rel.lstrip("/")), full_path(rel), 0, lab))
     if not records:
         raise SourceError(f"{list_file} lists no images; expected lines of 'path label'")
-    if all(lab.lstrip("-").isdigit() for lab in distinct):
-        low, high = min(distinct, key=int), max(distinct, key=int)
+    if all(lab.lstrip("-").isdigit() for lab in first_line):
+        low, high = min(first_line, key=int), max(first_line, key=int)
         if int(low) < 0:
             raise SourceError(f"{list_file}:{first_line[low]}: label {low} is negative; labels "
                               "are class indexes from 0 (or class names)")
@@ -179,13 +176,13 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
                               f"{MAX_CLASSES:,} classes a list file may number; labels are class "
                               "indexes from 0")
         classes = [str(i) for i in range(int(high) + 1)]
-        to_label = {lab: int(lab) for lab in distinct}
-    elif any(lab.lstrip("-").isdigit() for lab in distinct):
+        to_label = {lab: int(lab) for lab in first_line}
+    elif any(lab.lstrip("-").isdigit() for lab in first_line):
         raise SourceError(f"{list_file}: labels mix integers and class names; use one kind")
     else:
-        classes = sorted(distinct, key=natural_key)
+        classes = sorted(first_line, key=natural_key)
         to_label = {name: i for i, name in enumerate(classes)}
-    mapping = {lab: (to_label[lab], classes[to_label[lab]]) for lab in distinct}
+    mapping = {lab: (to_label[lab], classes[to_label[lab]]) for lab in first_line}
     if isinstance(records, RecordList):
         records.relabel(mapping)
     else:

@@ -50,19 +50,6 @@ def _padded(n: int) -> int:
     return (n + 511) // 512 * 512
 
 
-def tar_sample_bytes(sample: Sample, meta: bytes) -> int:
-    """Bytes a sample takes in a (GNU) tar: a 512-byte header per member, data padded to 512,
-    and names over 100 bytes stored in an extra long-name member."""
-    total = 0
-    for ext, n in ((sample.ext, len(sample.image)), ("cls", len(str(sample.cls))),
-                   ("json", len(meta))):
-        name = len(f"{sample.key}.{ext}".encode())
-        if name > 100:
-            total += 512 + _padded(name + 1)
-        total += 512 + _padded(n)
-    return total
-
-
 def tar_file_bytes(member_bytes: int) -> int:
     """Size of a tar file holding ``member_bytes`` of members: two zero blocks close it and
     the whole is padded to tarfile's 10240-byte records."""
@@ -160,11 +147,10 @@ class TarShardWriter:
         self._count = 0
         self._bytes = 0
 
-    def _write(self, chunks: list[bytes]) -> None:
+    def _write(self, data: bytes) -> None:
         assert self._file is not None
-        for chunk in chunks:
-            self._hash.update(chunk)
-        self._file.writelines(chunks)
+        self._hash.update(data)
+        self._file.write(data)
 
     def write_group(self, samples: list[Sample] | PackedGroup) -> bool:
         group = samples if isinstance(samples, PackedGroup) else pack_group(samples)
@@ -179,7 +165,7 @@ class TarShardWriter:
             checkpoint = True
         if self._file is None:
             self._open()
-        self._write([group.tar])
+        self._write(group.tar)
         self._count += group.count
         self._bytes += nbytes
         return checkpoint
@@ -192,7 +178,7 @@ class TarShardWriter:
 
     def _finish(self) -> None:
         assert self._file is not None
-        self._write([tarformat.closing(self._bytes)])
+        self._write(tarformat.closing(self._bytes))
         self._file.flush()  # on failure (disk full), abort() still finds and removes the file
         os.fsync(self._file.fileno())
         f, self._file = self._file, None

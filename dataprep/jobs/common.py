@@ -35,7 +35,6 @@ from dataprep.io.writers import (
     make_writer,
     sample_json,
     sha256_file,
-    tar_sample_bytes,
 )
 from dataprep.journal import Journal
 from dataprep.records import Record, Sample
@@ -171,12 +170,11 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _stored_bytes(fmt: str, samples: list) -> int:
-    """Bytes the samples take in the sink, container overhead included."""
+def _stored_bytes(fmt: str, samples: list | PackedGroup) -> int:
+    """Bytes the samples take in the sink, container overhead included (WebDataset results
+    come packed: their tar members are the bytes)."""
     if isinstance(samples, PackedGroup):
         return len(samples.tar)
-    if fmt == "webdataset":
-        return sum(tar_sample_bytes(s, sample_json(s)) for s in samples)
     if fmt == "lmdb":  # large values fill whole 4 KiB overflow pages; small entries share pages
         return sum((s.nbytes + 16 + 4095) // 4096 * 4096 + len(sample_json(s)) + 2 * 64
                    for s in samples)

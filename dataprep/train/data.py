@@ -241,12 +241,6 @@ _SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 
                           0xCE, 0xCF))
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, read without decoding; None if not found."""
-    head = _jpeg_header(data)
-    return None if head is None else (head[0], head[1])
-
-
 def _jpeg_header(data: bytes) -> tuple[int, int, int, bool] | None:
     """(width, height, components, has Exif) of a JPEG, from its markers up to the start of
     scan (an APP1 Exif segment may follow the frame header); None if there is no frame
