@@ -91,6 +91,10 @@ def image_options(f: Callable) -> Callable:
     opts = [
         click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
                      help="Refuse images with more pixels (decompression bomb guard)."),
+        click.option("--max-aspect", type=click.FloatRange(min=1, max=1e9), default=100.0,
+                     show_default=True,
+                     help="Refuse images whose longer side is more than this many times the "
+                          "shorter (bomb guard, with --max-pixels on the resized size too)."),
         click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
                      help="JPEG/WebP quality of the stored images."),
         click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg",
@@ -243,16 +247,17 @@ def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, balance, r
 @common_options
 @reports_errors
 def resize_cmd(src, out, short_side, upscale, format, max_count, max_bytes, root, split,
-               interpolation, exact, image_format, quality, max_pixels, jobs, seed, on_error,
-               overwrite, dry_run, max_disk):
+               interpolation, exact, image_format, quality, max_pixels, max_aspect, jobs, seed,
+               on_error, overwrite, dry_run, max_disk):
     """Resize every image of SRC so its shorter side is --short-side."""
     from dataprep.jobs.tencrop import resize
 
     echo_report(resize(src, out, short_side=short_side, fmt=format, interpolation=interpolation,
                        exact=exact, upscale=upscale, image_format=image_format, quality=quality,
-                       max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
-                       jobs=jobs, on_error=on_error, overwrite=overwrite, split=split,
-                       root=root, max_disk=max_disk, dry_run=dry_run, log=click.echo))
+                       max_pixels=max_pixels, max_aspect=max_aspect, max_count=max_count,
+                       max_bytes=max_bytes, jobs=jobs, on_error=on_error, overwrite=overwrite,
+                       split=split, root=root, max_disk=max_disk, dry_run=dry_run,
+                       log=click.echo))
 
 
 @cli.command("tencrop")
@@ -279,8 +284,8 @@ def resize_cmd(src, out, short_side, upscale, format, max_count, max_bytes, root
 @reports_errors
 def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, color_jitter,
                 pca_lighting, stats, format, max_count, max_bytes, root, split, interpolation,
-                exact, image_format, quality, max_pixels, jobs, seed, on_error, overwrite,
-                dry_run, max_disk):
+                exact, image_format, quality, max_pixels, max_aspect, jobs, seed, on_error,
+                overwrite, dry_run, max_disk):
     """Resize, then cut ten views: four corners and center, and the same of the mirror image.
 
     The order is torchvision's TenCrop: top-left, top-right, bottom-left, bottom-right, center,
@@ -292,11 +297,11 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, color_ji
     echo_report(tencrop(src, out, short_side=short_side, crop=crop, five=five, flip=flip,
                         views=views, fmt=format, interpolation=interpolation, exact=exact,
                         upscale=upscale, image_format=image_format, quality=quality,
-                        max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
-                        jobs=jobs, on_error=on_error, overwrite=overwrite, split=split,
-                        root=root, max_disk=max_disk, dry_run=dry_run, log=click.echo,
-                        color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
-                        seed=seed))
+                        max_pixels=max_pixels, max_aspect=max_aspect, max_count=max_count,
+                        max_bytes=max_bytes, jobs=jobs, on_error=on_error, overwrite=overwrite,
+                        split=split, root=root, max_disk=max_disk, dry_run=dry_run,
+                        log=click.echo, color_jitter=color_jitter, pca_lighting=pca_lighting,
+                        stats=stats, seed=seed))
 
 
 @cli.command("shard")
@@ -324,6 +329,10 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, color_ji
               help="JPEG/WebP quality for re-encoded images.")
 @click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
               help="Refuse images with more pixels (decompression bomb guard).")
+@click.option("--max-aspect", type=click.FloatRange(min=1, max=1e9), default=100.0,
+              show_default=True,
+              help="Refuse images whose longer side is more than this many times the shorter "
+                   "(bomb guard).")
 @click.option("--split", default=None,
               help="Name of the output split [default: the manifest's split, else train].")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
@@ -331,15 +340,16 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, color_ji
 @common_options
 @reports_errors
 def shard_cmd(src, out, format, max_count, max_bytes, shuffle, balance, reencode, expand_views,
-              image_format, quality, max_pixels, split, root, jobs, seed, on_error, overwrite,
-              dry_run, max_disk):
+              image_format, quality, max_pixels, max_aspect, split, root, jobs, seed, on_error,
+              overwrite, dry_run, max_disk):
     """Pack any source into WebDataset tar shards or an LMDB, storing encoded images."""
     from dataprep.jobs.shard import shard
 
     echo_report(shard(src, out, fmt=format, max_count=max_count, max_bytes=max_bytes,
                       shuffle=shuffle, seed=seed, reencode=reencode, expand_views=expand_views,
                       image_format=image_format,
-                      quality=quality, max_pixels=max_pixels, jobs=jobs, on_error=on_error,
+                      quality=quality, max_pixels=max_pixels, max_aspect=max_aspect, jobs=jobs,
+                      on_error=on_error,
                       overwrite=overwrite, split=split, root=root, max_disk=max_disk,
                       dry_run=dry_run, log=click.echo, balance=balance))
 

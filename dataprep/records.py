@@ -76,6 +76,11 @@ def safe_key(key: str) -> str:
     return "__".join(_UNSAFE.sub("_", part) for part in key.split("/") if part) or "_"
 
 
+# Record.meta key of a shard sample that has no image: the reason it is skipped (its data is
+# b""; dataprep.io.decode.record_bytes raises it as an ImageError)
+NO_IMAGE = "no_image"
+
+
 @dataclass(slots=True)
 class Record:
     """One input image before processing (treat as immutable: use ``dataclasses.replace``;

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import ImageError, UsageError
-from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image
+from dataprep.io.decode import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_PIXELS,
+    check_max_aspect,
+    encode_image,
+    open_image,
+    record_bytes,
+)
 from dataprep.jobs.common import Log
 from dataprep.jobs.tencrop import ResizeTask, _check_common, _run
 from dataprep.ops.augment import Augment, parse_color_jitter, parse_range
@@ -124,8 +131,8 @@ class AugmentTask(ResizeTask):
 
     def source_image(self, record: Record):
         if self.short_side is None:
-            src = record.data if record.data is not None else record.path
-            return open_image(src, max_pixels=self.max_pixels, name=record.path or record.key)
+            return open_image(record_bytes(record), max_pixels=self.max_pixels,
+                              max_aspect=self.max_aspect, name=record.path or record.key)
         return self.resized(record)
 
     def augmented(self, record: Record, img, k: int):
@@ -161,8 +168,9 @@ def augment(src: str | Path, out: str | Path, *, copies: int = 1,
             pipeline: Augment | None = None, short_side: int | None = None,
             upscale: bool = False, interpolation: str = "bilinear", exact: bool = False,
             fmt: str = "webdataset", image_format: str = "jpg", quality: int = 90,
-            max_pixels: int = DEFAULT_MAX_PIXELS, max_count: int = 10_000,
-            max_bytes: int | None = None, seed: int = 0, jobs: int | None = None,
+            max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT,
+            max_count: int = 10_000, max_bytes: int | None = None, seed: int = 0,
+            jobs: int | None = None,
             on_error: str = "skip", overwrite: bool = False, split: str | None = None,
             root: str | Path | None = None, records: list[Record] | None = None,
             classes: list[str] | None = None, max_disk: int | None = None,
@@ -197,9 +205,11 @@ def augment(src: str | Path, out: str | Path, *, copies: int = 1,
             and pipeline.scale_jitter is None and pipeline.random_resized_crop is None):
         raise UsageError(f"--crop {pipeline.crop} is larger than --short-side {short_side}; "
                          "every crop would fall outside the resized image")
+    check_max_aspect(max_aspect)
     task = AugmentTask(short_side=short_side, interpolation=interpolation, exact=exact,
                        upscale=upscale, image_format=image_format, quality=quality,
-                       max_pixels=max_pixels, augment=pipeline, copies=copies, seed=seed)
+                       max_pixels=max_pixels, max_aspect=max_aspect, augment=pipeline,
+                       copies=copies, seed=seed)
     extra = {"stats": str(stats)} if stats not in (None, "") and not isinstance(stats, dict) else {}
     return _run("augment", src, out, task, fmt=fmt, views_per_record=copies, jobs=jobs,
                 on_error=on_error, overwrite=overwrite, max_count=max_count,

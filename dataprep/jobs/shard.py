@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dataprep.errors import ImageError, UsageError
 from dataprep.io.dataset import expand, view_spec
-from dataprep.io.decode import DEFAULT_MAX_PIXELS, decode_reason, encode_image, open_image
+from dataprep.io.decode import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_PIXELS,
+    check_geometry,
+    check_max_aspect,
+    encode_image,
+    guarded,
+    load_whole,
+    open_image,
+    record_bytes,
+)
 from dataprep.io.scan import scan
 from dataprep.jobs.common import Log, run_job
 from dataprep.records import Record, Sample
@@ -22,16 +33,20 @@ PASSTHROUGH = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 @dataclass(frozen=True)
 class ShardTask:
-    """Store the original bytes of JPEG/PNG/WebP files (checked from their header); re-encode
-    other formats (BMP, TIFF, GIF...) or everything with ``reencode``."""
+    """Store the original bytes of JPEG/PNG/WebP files once they decode whole (a JPEG at 1/8
+    scale, which still reads all its data); re-encode other formats (BMP, TIFF, GIF...) or
+    everything with ``reencode``. Images over ``max_pixels`` or ``max_aspect`` are refused
+    from their header."""
 
     reencode: bool = False
     image_format: str = "jpg"
     quality: int = 90
     max_pixels: int = DEFAULT_MAX_PIXELS
     expand_views: bool = False
+    max_aspect: float = DEFAULT_MAX_ASPECT
 
     def __call__(self, record: Record) -> list[Sample]:
+        data = record_bytes(record)
         if self.expand_views and record.data is not None and view_spec(record.meta or {}):
             return self._expand(record)
         meta = dict(record.meta or {})
@@ -40,17 +55,12 @@ class ShardTask:
             meta["path"] = record.path
         if record.split:
             meta["split"] = record.split
-        data = record.data
-        if data is None:
-            try:
-                data = Path(record.path).read_bytes()
-            except OSError as exc:
-                raise ImageError(f"{record.path}: cannot read ({exc.strerror or exc})") from exc
-        if not self.reencode:
-            fmt = self._header_format(record, data)
-            if fmt in PASSTHROUGH:
-                return [Sample(record.key, data, PASSTHROUGH[fmt], record.label, meta)]
-        img = open_image(data, max_pixels=self.max_pixels, name=record.path or record.key)
+        name = record.path or record.key
+        fmt = None if self.reencode else self._whole_format(name, data)
+        if fmt in PASSTHROUGH:
+            return [Sample(record.key, data, PASSTHROUGH[fmt], record.label, meta)]
+        img = open_image(data, max_pixels=self.max_pixels, max_aspect=self.max_aspect,
+                         name=name)
         return [Sample(record.key, encode_image(img, self.image_format, self.quality),
                        self.image_format, record.label, meta)]
 
@@ -58,33 +68,35 @@ class ShardTask:
         """A lazy record -> its materialized views, as ``tencrop --views materialize`` writes."""
         assert record.data is not None and record.meta is not None
         sample = Sample(record.key, record.data, record.ext or "jpg", record.label, record.meta)
+        name = record.path or record.key
+        try:
+            with guarded(name, self.max_pixels):
+                items = expand(sample)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # a hostile views spec
+            raise ImageError(f"{name}: its lazy views spec {record.meta.get('views')!r:.120} "
+                             f"cannot be expanded ({type(exc).__name__}: {exc}); expected "
+                             '{"kind": "tencrop", "crop": C, "flip": true}') from None
         return [Sample(item.key, encode_image(item.image, self.image_format, self.quality),
                        self.image_format, item.label, item.meta)
-                for item in expand(sample)]
+                for item in items]
 
-    def _header_format(self, record: Record, data: bytes) -> str | None:
-        import io
-
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                w, h = img.size
-                fmt = img.format
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            reason = decode_reason(exc)
-            if not reason.startswith("not an image"):
-                reason = f"not an image ({reason})"
-            raise ImageError(f"{record.path or record.key}: {reason}") from exc
-        if w * h > self.max_pixels:
-            raise ImageError(f"{record.path or record.key}: {w}x{h} exceeds --max-pixels "
-                             f"{self.max_pixels:,} (decompression bomb guard)")
-        return fmt
+    def _whole_format(self, name: str, data: bytes) -> str | None:
+        """Pillow's format name of ``data`` after its geometry is checked and, for the formats
+        stored as they are, all of it decoded (a truncated file is an :class:`ImageError`)."""
+        with guarded(name, self.max_pixels), Image.open(io.BytesIO(data)) as img:
+            check_geometry(name, img.size, max_pixels=self.max_pixels,
+                           max_aspect=self.max_aspect)
+            if img.format in PASSTHROUGH:
+                load_whole(img)
+            return img.format
 
 
 def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_count: int = 10_000,
           max_bytes: int | None = None, shuffle: bool = False, seed: int = 0,
           reencode: bool = False, expand_views: bool = False, image_format: str = "jpg",
           quality: int = 90,
-          max_pixels: int = DEFAULT_MAX_PIXELS, jobs: int | None = None, on_error: str = "skip",
+          max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT,
+          jobs: int | None = None, on_error: str = "skip",
           overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
           max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
           balance: str | None = None) -> Report:
@@ -94,13 +106,15 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
     first (:mod:`dataprep.jobs.balance`, seeded by ``seed``) and logs the per-class counts.
     ``shuffle`` permutes the records with ``seed`` before packing (reproducible).
     ``expand_views`` turns lazy view records into materialized views (encoded with
-    ``image_format`` / ``quality``).
+    ``image_format`` / ``quality``). ``max_pixels`` and ``max_aspect`` refuse bomb-shaped
+    images from their header.
     """
     if fmt == "folder":
         raise UsageError("shard writes shards: --format webdataset or lmdb")
     if max_count < 1:
         raise UsageError(f"--max-count must be at least 1, got {max_count}")
-    task = ShardTask(reencode, image_format, quality, max_pixels, expand_views)
+    check_max_aspect(max_aspect)
+    task = ShardTask(reencode, image_format, quality, max_pixels, expand_views, max_aspect)
     params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
                   shuffle=shuffle, seed=seed, src=str(src), views_per_record=1,
                   **({"balance": balance} if balance else {}))

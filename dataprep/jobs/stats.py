@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import ImageError, UsageError
-from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
+from dataprep.io.decode import (
+    DEFAULT_MAX_PIXELS,
+    MAX_TEXT_BYTES,
+    open_image,
+    read_regular,
+    record_bytes,
+)
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.stats import (
     STATS_KEYS,
@@ -59,7 +65,7 @@ def _describe(item: Item) -> tuple[str, str]:
 
 def _open(item: Item, max_pixels: int, draft: int | None):
     if isinstance(item, Record):
-        src: str | bytes = item.data if item.data is not None else item.path
+        src: str | bytes = record_bytes(item)
         name = item.path or item.key
     elif isinstance(item, Sample):
         src, name = item.image, item.key
@@ -70,12 +76,7 @@ def _open(item: Item, max_pixels: int, draft: int | None):
             f"cannot compute statistics of a {type(item).__name__}; expected records, samples, "
             "image paths or encoded image bytes"
         )
-    try:
-        return open_image(src, max_pixels=max_pixels, draft_short_side=draft)
-    except ImageError as exc:
-        if isinstance(src, bytes) and name:
-            raise ImageError(f"{name}: {exc}") from exc
-        raise
+    return open_image(src, max_pixels=max_pixels, draft_short_side=draft, name=name or None)
 
 
 def sums_of_chunk(
@@ -93,7 +94,7 @@ def sums_of_chunk(
     errors: list[dict[str, str]] = []
     draft = short_side if short_side and not exact else None
     for item in items:
-        try:
+        try:  # a record's unreadable file is a skip too (record_bytes raises ImageError)
             img = _open(item, max_pixels, draft)
         except ImageError as exc:
             key, path = _describe(item)
@@ -212,16 +213,14 @@ def load_stats(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(
-            f"--stats {path}: cannot read it ({exc.strerror or exc}); create it with "
-            "`dataprep stats SRC -o stats.json`"
-        ) from exc
+        data = read_regular(path, limit=MAX_TEXT_BYTES, error=UsageError, name=f"--stats {path}")
+    except UsageError as exc:
+        raise UsageError(f"{exc}; create it with `dataprep stats SRC -o stats.json`") from None
     try:
-        stats = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--stats {path}: not valid JSON ({exc})") from exc
+        stats = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        raise UsageError(f"--stats {path}: not valid JSON ({type(exc).__name__}: {exc}); "
+                         "expected the stats.json that `dataprep stats` writes") from None
     return check_stats(stats, f"--stats {path}")
 
 

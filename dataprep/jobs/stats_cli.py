@@ -130,7 +130,7 @@ def stats(src, out, split, short_side, exact, max_pixels, root, on_error, jobs):
 def augment(src, out, copies, crop, color_jitter, pca_lighting, stats, scale_jitter,
             random_resized_crop, hflip, rotate, shift, blur, noise, short_side, upscale,
             format, max_count, max_bytes, root, split, interpolation, exact, image_format,
-            quality, max_pixels, jobs, seed, on_error, overwrite, dry_run, max_disk):
+            quality, max_pixels, max_aspect, jobs, seed, on_error, overwrite, dry_run, max_disk):
     """Write K deterministic augmented copies of every image of SRC (offline augmentation).
 
     Copy k of an image is drawn from its own generator (seed, key, copy k): the same command
@@ -146,7 +146,8 @@ def augment(src, out, copies, crop, color_jitter, pca_lighting, stats, scale_jit
         random_resized_crop=random_resized_crop, hflip=hflip, rotate=rotate, shift=shift,
         blur=blur, noise=noise, short_side=short_side, upscale=upscale,
         interpolation=interpolation, exact=exact, fmt=format, image_format=image_format,
-        quality=quality, max_pixels=max_pixels, max_count=max_count, max_bytes=max_bytes,
+        quality=quality, max_pixels=max_pixels, max_aspect=max_aspect, max_count=max_count,
+        max_bytes=max_bytes,
         seed=seed, jobs=jobs, on_error=on_error, overwrite=overwrite, split=split, root=root,
         max_disk=max_disk, dry_run=dry_run, log=click.echo))
 

@@ -11,7 +11,15 @@ from typing import Any
 from PIL import Image
 
 from dataprep.errors import ImageError, UsageError
-from dataprep.io.decode import DEFAULT_MAX_PIXELS, encode_image, open_image_sized
+from dataprep.io.decode import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_PIXELS,
+    check_max_aspect,
+    encode_image,
+    guarded,
+    open_image_sized,
+    record_bytes,
+)
 from dataprep.io.scan import scan
 from dataprep.jobs.common import Log, run_job
 from dataprep.ops.augment import Augment
@@ -37,12 +45,15 @@ class ResizeTask:
     image_format: str = "jpg"
     quality: int = 90
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_aspect: float = DEFAULT_MAX_ASPECT
 
-    def resized(self, record: Record):
-        src = record.data if record.data is not None else record.path
+    def resized(self, record: Record, data: bytes | None = None):
+        """The record's image decoded, guarded and resized (``data``: its bytes, when already
+        read)."""
         img, source_size, box = open_image_sized(
-            src, max_pixels=self.max_pixels,
-            draft_short_side=None if self.exact else self.short_side, upscale=self.upscale,
+            record_bytes(record) if data is None else data, max_pixels=self.max_pixels,
+            max_aspect=self.max_aspect, draft_short_side=None if self.exact else self.short_side,
+            resize_short_side=self.short_side, upscale=self.upscale,
             name=record.path or record.key)
         # a JPEG draft decodes at reduced scale: size the output from the full image
         return resize_short_side(img, self.short_side, self.interpolation, upscale=self.upscale,
@@ -57,25 +68,29 @@ class ResizeTask:
         return meta
 
     def __call__(self, record: Record) -> list[Sample]:
-        img = self.resized(record)  # decoded in full even when unchanged: proves it is whole
+        source = record_bytes(record)
+        img = self.resized(record, source)  # decoded in full even when unchanged: proves it whole
         meta = self.meta(record)
         meta["size"] = list(img.size)
-        data = self.unchanged_bytes(record, img)
+        data = self.unchanged_bytes(record, img, source)
         if data is None:
             data = encode_image(img, self.image_format, self.quality)
         return [Sample(record.key, data, self.image_format, record.label, meta)]
 
-    def unchanged_bytes(self, record: Record, img: Image.Image) -> bytes | None:
-        """The input's own bytes when re-encoding would change nothing but add loss: an RGB
-        JPEG, upright (no EXIF rotation), already at the output size, stored as jpg."""
+    def unchanged_bytes(self, record: Record, img: Image.Image,
+                        data: bytes | None = None) -> bytes | None:
+        """The input's own bytes (``data``, when already read) when re-encoding would change
+        nothing but add loss: an RGB JPEG, upright (no EXIF rotation), already at the output
+        size, stored as jpg."""
         if self.image_format != "jpg":
             return None
         try:
-            data = record.data if record.data is not None else Path(record.path).read_bytes()
-            with Image.open(io.BytesIO(data)) as src:
+            data = record_bytes(record) if data is None else data
+            with guarded(record.path or record.key, self.max_pixels), \
+                    Image.open(io.BytesIO(data)) as src:
                 same = (src.format == "JPEG" and src.mode == "RGB" and src.size == img.size
                         and src.getexif().get(0x0112, 1) == 1)
-        except (OSError, SyntaxError, ValueError):
+        except ImageError:
             return None
         return data if same else None
 
@@ -190,14 +205,17 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
 def resize(src: str | Path, out: str | Path, *, short_side: int = 256, fmt: str = "webdataset",
            interpolation: str = "bilinear", exact: bool = False, upscale: bool = False,
            image_format: str = "jpg", quality: int = 90, max_pixels: int = DEFAULT_MAX_PIXELS,
-           max_count: int = 10_000, max_bytes: int | None = None, jobs: int | None = None,
+           max_aspect: float = DEFAULT_MAX_ASPECT, max_count: int = 10_000,
+           max_bytes: int | None = None, jobs: int | None = None,
            on_error: str = "skip", overwrite: bool = False, split: str | None = None,
            root: str | Path | None = None, records: list[Record] | None = None,
            classes: list[str] | None = None, max_disk: int | None = None,
            dry_run: bool = False, log: Log | None = None) -> Report:
     """Short-side resize every image of ``src`` into ``out``."""
     _check_common(short_side, image_format, quality, interpolation)
-    task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality, max_pixels)
+    check_max_aspect(max_aspect)
+    task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality, max_pixels,
+                      max_aspect)
     return _run("resize", src, out, task, fmt=fmt, views_per_record=1, jobs=jobs,
                 on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
                 split=split, root=root, records=records, classes=classes, max_disk=max_disk,
@@ -208,7 +226,8 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
             five: bool = False, flip: bool = True, views: str = "materialize",
             fmt: str = "webdataset", interpolation: str = "bilinear", exact: bool = False,
             upscale: bool = True, image_format: str = "jpg", quality: int = 90,
-            max_pixels: int = DEFAULT_MAX_PIXELS, max_count: int = 10_000,
+            max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT,
+            max_count: int = 10_000,
             max_bytes: int | None = None, jobs: int | None = None, on_error: str = "skip",
             overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
             records: list[Record] | None = None, classes: list[str] | None = None,
@@ -239,8 +258,10 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
                          "--views lazy stores one image for all ten views; use --views "
                          "materialize, or jitter at training time")
     flip = flip and not five
+    check_max_aspect(max_aspect)
     task = TencropTask(short_side, interpolation, exact, upscale, image_format, quality,
-                       max_pixels, crop=crop, flip=flip, views=views, augment=jitter, seed=seed)
+                       max_pixels, max_aspect, crop=crop, flip=flip, views=views, augment=jitter,
+                       seed=seed)
     per_record = 1 if views == "lazy" else (10 if flip else 5)
     extra = ({"stats": str(stats)} if jitter is not None and stats not in (None, "")
              and not isinstance(stats, dict) else {})

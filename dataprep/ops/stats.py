@@ -177,7 +177,7 @@ def check_stats(stats: dict[str, Any], source: str = "stats") -> dict[str, Any]:
             )
         try:
             arr = np.asarray(stats[key], dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float
             raise UsageError(f"{source}: {key!r} must hold numbers, got {stats[key]!r}") from None
         if arr.shape != shape or not np.all(np.isfinite(arr)):
             raise UsageError(
