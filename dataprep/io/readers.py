@@ -18,6 +18,8 @@ from typing import Any
 
 from dataprep.errors import ShardError, SourceError
 from dataprep.io import tarformat
+from dataprep.io.files import open_regular, read_json_file
+from dataprep.io.scan import MAX_CLASSES, check_label
 from dataprep.records import Sample
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
@@ -63,9 +65,9 @@ def list_tar_shards(src: str | Path, split: str | None = None) -> list[str]:
     if "{" in s:
         return expand_braces(s)
     if os.path.isdir(s):
-        info = Path(s) / "_info.json"
-        if info.exists():
-            splits = json.loads(info.read_text())["splits"]
+        info = read_info(s)
+        if info is not None:
+            splits = info["splits"]
             names = [split] if split else sorted(splits)
             files = []
             for name in names:
@@ -81,6 +83,41 @@ def list_tar_shards(src: str | Path, split: str | None = None) -> list[str]:
     if s.endswith(".tar"):
         return [s]
     raise SourceError(f"{s} is not a WebDataset directory, .tar file or brace pattern")
+
+
+def read_info(folder: str | Path) -> dict[str, Any] | None:
+    """A shard folder's ``_info.json``, checked (None when there is none): ``splits`` maps each
+    split to ``filenames`` (plain file names in the folder) and ``num_samples`` (an int >= 0).
+    A damaged file is a :class:`SourceError` naming it."""
+    path = Path(folder) / "_info.json"
+    if not os.path.lexists(path):
+        return None
+    info = read_json_file(path, SourceError)
+    splits = info.get("splits") if isinstance(info, dict) else None
+    if not isinstance(splits, dict):
+        raise SourceError(f"{path}: damaged, no 'splits' object; expected timm's _info.json "
+                          "(remove it to read the folder's *.tar shards instead)")
+    for name, entry in splits.items():
+        _check_info_split(path, name, entry)
+    return info
+
+
+def _check_info_split(path: Path, name: str, entry: Any) -> None:
+    where = f"{path}: split {name!r:.80}"
+    files = entry.get("filenames") if isinstance(entry, dict) else None
+    if not isinstance(files, list) or not all(_plain_name(f) for f in files):
+        raise SourceError(f"{where}: 'filenames' must be a list of shard file names in that "
+                          "folder (no paths); the file is damaged or hostile, remove it to read "
+                          "the folder's *.tar shards instead")
+    n = entry.get("num_samples", 0)
+    if type(n) is not int or n < 0:
+        raise SourceError(f"{where}: 'num_samples' {n!r:.80} is not a count; expected an "
+                          "integer >= 0")
+
+
+def _plain_name(name: object) -> bool:
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name)
 
 
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")  # gz bz2 xz zstd
@@ -117,7 +154,7 @@ def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
 
     current: dict[str, Any] | None = None
     try:
-        with open(path, "rb", buffering=1 << 20) as f:
+        with open_regular(path, error=ShardError, buffering=1 << 20) as f:
             head = f.peek(tarformat.BLOCK)[:tarformat.BLOCK]
             # a plain tar starts with a header block (or is empty); anything else (gzip, xz,
             # lzma, ... or not a tar at all) goes through tarfile, which knows the rest
@@ -149,15 +186,57 @@ def _tarfile_members(f: Any, want: Any) -> Iterator[tuple[str, bytes]]:
                 yield member.name, fobj.read() if fobj is not None else b""
 
 
+def image_field(d: dict[str, Any]) -> str | None:
+    """The field of a raw sample's image (the first of :data:`IMAGE_FIELDS`), or None."""
+    return next((f for f in IMAGE_FIELDS if f in d), None)
+
+
 def to_sample(d: dict[str, Any]) -> Sample:
-    """A raw WebDataset sample dict as a :class:`Sample` (first image field wins)."""
-    ext = next((f for f in IMAGE_FIELDS if f in d), None)
+    """A raw WebDataset sample dict as a :class:`Sample` (first image field wins).
+
+    Its ``.json`` must be a JSON object and its label (``.cls``, else the json's ``label``)
+    an int in ``0..MAX_CLASSES-1`` (-1 when it has neither); anything else, and a sample
+    without an image, is a :class:`ShardError` naming the shard and the key."""
+    where = f"{d.get('__url__')}: sample {d.get('__key__')!r:.120}"
+    ext = image_field(d)
     if ext is None:
-        raise ShardError(f"sample {d.get('__key__')!r} in {d.get('__url__')} has no image field")
-    meta = json.loads(d["json"]) if "json" in d else {}
-    cls = int(d["cls"]) if "cls" in d else int(meta.get("label", -1))
+        raise ShardError(f"{where} has no image member ({', '.join(IMAGE_FIELDS)})")
+    meta = member_json(d["json"], where) if "json" in d else {}
+    if "cls" in d:
+        cls = parse_cls(d["cls"], where)
+    else:
+        cls = check_label(meta["label"], where, ShardError) if "label" in meta else -1
     return Sample(key=d["__key__"], image=d[ext], ext="jpg" if ext == "jpeg" else ext,
                   cls=cls, meta=meta)
+
+
+_CLS = re.compile(rb"\s*([0-9]{1,18})\s*")
+
+
+def parse_cls(raw: bytes | None, where: str) -> int:
+    """A ``.cls`` member or LMDB entry (ASCII digits) as a label in ``0..MAX_CLASSES-1``."""
+    m = _CLS.fullmatch(raw or b"")
+    if m is None:
+        raise ShardError(f"{where}: label {raw!r:.80} is not a class index; expected ASCII "
+                         f"digits of an integer from 0 to {MAX_CLASSES - 1:,}")
+    return check_label(int(m.group(1)), where, ShardError)
+
+
+def _json(raw: bytes, where: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        raise ShardError(f"{where} is not JSON ({type(exc).__name__}); the shard is damaged "
+                         "or not dataprep's") from None
+
+
+def member_json(raw: bytes, where: str) -> dict[str, Any]:
+    """A ``.json`` member or LMDB entry: a JSON object, else a :class:`ShardError`."""
+    meta = _json(raw, f"{where}: metadata")
+    if not isinstance(meta, dict):
+        raise ShardError(f"{where}: metadata is a JSON {type(meta).__name__}, not an object; "
+                         "the shard is damaged or not dataprep's")
+    return meta
 
 
 def iter_webdataset(src: str | Path, split: str | None = None) -> Iterator[Sample]:
@@ -182,37 +261,83 @@ def list_lmdbs(src: str | Path, split: str | None = None) -> list[str]:
     return found
 
 
-def lmdb_header(path: str | Path) -> tuple[int, list[str]]:
+def open_lmdb(path: str | Path) -> Any:
+    """A read-only LMDB environment; a file that is not one is a :class:`ShardError`."""
     import lmdb
 
-    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
+    try:
+        return lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
+    except lmdb.Error as exc:
+        raise ShardError(f"{path}: not a readable LMDB environment ({exc}); the data.mdb is "
+                         "damaged or not an LMDB") from None
+
+
+def lmdb_header(path: str | Path) -> tuple[int, list[str]]:
+    """(number of samples, class names) of a dataprep LMDB; damage is a :class:`ShardError`."""
+    import lmdb
+
+    env = open_lmdb(path)
     try:
         with env.begin() as txn:
             raw_len, raw_classes = txn.get(b"__len__"), txn.get(b"__classes__")
+    except lmdb.Error as exc:
+        raise ShardError(f"{path}: cannot read the LMDB ({exc}); it is damaged") from None
     finally:
         env.close()
     if raw_len is None:
         raise ShardError(f"{path}: not a dataprep LMDB (no __len__ entry)")
-    return int(raw_len), json.loads(raw_classes or b"[]")
+    return _lmdb_len(raw_len, path), _lmdb_classes(raw_classes, path)
+
+
+def _lmdb_len(raw: bytes, path: str | Path) -> int:
+    m = _CLS.fullmatch(raw)
+    if m is None:
+        raise ShardError(f"{path}: __len__ {raw!r:.80} is not a sample count; the LMDB is "
+                         "damaged or not dataprep's")
+    return int(m.group(1))
+
+
+def _lmdb_classes(raw: bytes | None, path: str | Path) -> list[str]:
+    if raw is None:
+        return []
+    classes = _json(raw, f"{path}: __classes__")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) \
+            or len(classes) > MAX_CLASSES:
+        raise ShardError(f"{path}: __classes__ is not a list of class names; the LMDB is "
+                         "damaged or not dataprep's")
+    return classes
 
 
 def iter_lmdb(src: str | Path, split: str | None = None) -> Iterator[Sample]:
+    """Samples of an LMDB (or of each ``{split}.lmdb`` below ``src``); a damaged layout or
+    entry is a :class:`ShardError` naming the environment and the sample."""
     import lmdb
 
     for path in list_lmdbs(src, split):
-        env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
+        env = open_lmdb(path)
         try:
             with env.begin(buffers=False) as txn:
-                n = int(txn.get(b"__len__") or b"0")
+                n = _lmdb_len(txn.get(b"__len__") or b"0", path)
                 for i in range(n):
-                    image, cls, meta = (txn.get(lmdb_key(i, f)) for f in ("image", "cls", "json"))
-                    if image is None:
-                        raise ShardError(f"{path}: sample {i} is missing (layout damaged)")
-                    m = json.loads(meta) if meta else {}
-                    yield Sample(key=m.get("key", f"{i:08d}"), image=image,
-                                 ext=m.get("ext", "jpg"), cls=int(cls or -1), meta=m)
+                    yield _lmdb_sample(txn, i, path)
+        except lmdb.Error as exc:
+            raise ShardError(f"{path}: cannot read the LMDB ({exc}); it is damaged") from None
         finally:
             env.close()
+
+
+def _lmdb_sample(txn: Any, i: int, path: str) -> Sample:
+    image, cls, meta = (txn.get(lmdb_key(i, f)) for f in ("image", "cls", "json"))
+    where = f"{path}: sample {i}"
+    if image is None:
+        raise ShardError(f"{where} is missing (layout damaged)")
+    m = member_json(meta, where) if meta else {}
+    key, ext = m.get("key", f"{i:08d}"), m.get("ext", "jpg")
+    if not isinstance(key, str) or ext not in IMAGE_FIELDS:
+        raise ShardError(f"{where}: metadata key {key!r:.80} / ext {ext!r:.20} is not a key "
+                         f"and one of {', '.join(IMAGE_FIELDS)}; the LMDB is damaged")
+    label = parse_cls(cls, where) if cls is not None else -1
+    return Sample(key=key, image=image, ext="jpg" if ext == "jpeg" else ext, cls=label, meta=m)
 
 
 def iter_samples(src: str | Path, split: str | None = None) -> Iterator[Sample]:

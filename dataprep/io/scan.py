@@ -6,20 +6,31 @@ sources are listed eagerly (metadata only); shard sources stream their encoded b
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dataprep.errors import SourceError
-from dataprep.records import Record, RecordList, gc_paused, make_key, safe_key
+from dataprep.errors import DataprepError, SourceError
+from dataprep.records import (
+    NO_IMAGE,
+    Record,
+    RecordList,
+    Sample,
+    gc_paused,
+    make_key,
+    safe_key,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 LIST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv", ".list")
-MAX_CLASSES = 10_000_000  # integer labels of a list file number the classes 0..label
+MAX_CLASSES = 1_000_000  # labels of every source are ints in 0..MAX_CLASSES-1
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")  # splits name output files: nothing else
 _DIGITS = re.compile(r"(\d+)")
+_INT_LABEL = re.compile(r"-?[0-9]+")  # ASCII digits only ("²".isdigit() is True)
 
 
 def natural_key(text: str) -> list:
@@ -36,6 +47,9 @@ class Source:
     _stream: object = field(default=None, repr=False)  # shard sources: callable -> Iterator
     num_records: int | None = None
     splits: list[str] | None = None  # shard sources: the splits their files hold
+    # inputs found but not listed as records (a FIFO named x.jpg, a broken link, a folder that
+    # cannot be listed): {"path": ..., "reason": "<path>: ..."}, for errors.jsonl and the report
+    errors: list[dict[str, str]] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Record]:
         if self.records is not None:
@@ -103,24 +117,66 @@ def scan_folder(root: str | Path, packed: bool = True) -> Source:
         key=natural_key,
     )
     records: RecordList | list[Record] = RecordList() if packed else []
+    errors: list[dict[str, str]] = []
     for label, class_name in enumerate(classes):
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root / class_name, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for f in filenames:
-                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
-                    found.append(os.path.join(dirpath, f))
+        found = _image_files(str(root / class_name), errors)
         for path in sorted(found, key=lambda p: natural_key(os.path.relpath(p, root))):
             rel = os.path.relpath(path, root)
             records.append(Record(key=make_key(rel), path=os.path.abspath(path), label=label,
                                   class_name=class_name))
     if not records:
+        unread = (f"; {len(errors):,} entries could not be read, e.g. {errors[0]['reason']}"
+                  if errors else "")
         raise SourceError(
             f"Found 0 images in subfolders of {root}. Expected root/<class>/<image>; supported "
             f"image extensions are {', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} "
-            "(case-insensitive)"
+            f"(case-insensitive){unread}"
         )
-    return Source("folder", str(root), classes, _dedupe_keys(records))
+    source = Source("folder", str(root), classes, _dedupe_keys(records))
+    source.errors = sorted(errors, key=lambda e: natural_key(e["path"]))
+    return source
+
+
+def _image_files(top: str, errors: list[dict[str, str]]) -> list[str]:
+    """Paths of the regular files (or links to them) with an image extension below ``top``,
+    skipping hidden entries and not following links to folders (as ``os.walk``).
+
+    Entries with an image extension that are no regular file (FIFO, device, socket, broken
+    link) and folders that cannot be listed go to ``errors`` with the reason.
+    """
+    found: list[str] = []
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                        if entry.is_file():
+                            found.append(entry.path)
+                        elif not entry.is_dir():  # a link to a folder is ignored, as before
+                            errors.append(_unusable(entry.path))
+        except OSError as exc:
+            errors.append({"path": folder, "reason": (
+                f"{folder}: cannot list this folder ({exc.strerror or exc}); its images are "
+                "left out: make it readable (chmod +rx) and run again")})
+    return found
+
+
+def _unusable(path: str) -> dict[str, str]:
+    """The error entry of an image-named entry that is not a readable regular file."""
+    from dataprep.io.files import not_regular_reason
+
+    try:
+        reason = not_regular_reason(path, os.stat(path).st_mode)
+    except OSError as exc:
+        what = "a broken symbolic link" if os.path.islink(path) else exc.strerror or str(exc)
+        reason = f"{path}: {what}; remove it or restore what it points to"
+    return {"path": path, "reason": reason}
 
 
 @gc_paused()
@@ -145,10 +201,10 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
     records: RecordList | list[Record] = RecordList() if packed else []
     append = records.append
     first_line: dict[str, int] = {}  # each distinct label text: the line it first appears on
-    with open(list_file, encoding="utf-8") as f:
+    with _open_text(list_file) as f:
         # str.splitlines' line breaks (\v, \f, \x1c-\x1e, \x85, \u2028, \u2029 too), read lazily
         lines = (part for chunk in f for part in chunk.splitlines())
-        for lineno, line in enumerate(lines, 1):
+        for lineno, line in _numbered(lines, list_file):
             line = line.strip()
             if not line or line[0] == "#":
                 continue
@@ -163,10 +219,10 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
                                   f"separated), got {line!r}")
             rel, lab = parts[0].strip(), parts[1].strip()
             first_line.setdefault(lab, lineno)
-            append(Record(make_key(rel.lstrip("/")), full_path(rel), 0, lab))
+            append(Record(_list_key(rel, list_file, lineno), full_path(rel), 0, lab))
     if not records:
         raise SourceError(f"{list_file} lists no images; expected lines of 'path label'")
-    if all(lab.lstrip("-").isdigit() for lab in first_line):
+    if all(_INT_LABEL.fullmatch(lab) for lab in first_line):
         low, high = min(first_line, key=int), max(first_line, key=int)
         if int(low) < 0:
             raise SourceError(f"{list_file}:{first_line[low]}: label {low} is negative; labels "
@@ -177,7 +233,7 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
                               "indexes from 0")
         classes = [str(i) for i in range(int(high) + 1)]
         to_label = {lab: int(lab) for lab in first_line}
-    elif any(lab.lstrip("-").isdigit() for lab in first_line):
+    elif any(_INT_LABEL.fullmatch(lab) for lab in first_line):
         raise SourceError(f"{list_file}: labels mix integers and class names; use one kind")
     else:
         classes = sorted(first_line, key=natural_key)
@@ -191,40 +247,129 @@ def scan_list(list_file: str | Path, root: str | Path | None = None,
     return Source("list", str(list_file), classes, _dedupe_keys(records))
 
 
+def _open_text(path: Path) -> io.TextIOWrapper:
+    """A source's text file, opened as UTF-8 only if it is a regular file."""
+    from dataprep.io.files import open_regular
+
+    return io.TextIOWrapper(open_regular(path, error=SourceError), encoding="utf-8")
+
+
+def _numbered(lines: Iterable[str], path: Path) -> Iterator[tuple[int, str]]:
+    """``enumerate(lines, 1)``, with text that is not UTF-8 a :class:`SourceError` naming the
+    line where it starts (about: the text is decoded in blocks)."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(lines, 1):  # noqa: B007  (read in the handler)
+            yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: not UTF-8 text, after line {lineno} ({exc.reason}); "
+                          "expected a text file (is it an image or an archive?)") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _list_key(rel: str, list_file: Path, lineno: int) -> str:
+    try:
+        return make_key(rel.lstrip("/"))
+    except ValueError:  # "/" or ".": no name left to make a key of
+        raise SourceError(f"{list_file}:{lineno}: path {rel!r} names no file; expected "
+                          "'path label' with the path of an image") from None
+
+
 @gc_paused()
 def scan_manifest(path: str | Path, packed: bool = True) -> Source:
     """A ``.jsonl`` manifest as written by ``dataprep split`` (with ``classes.json`` beside it);
     records without a split get the file's name (``val.jsonl`` -> val). ``packed``: see
-    :func:`scan_folder`."""
+    :func:`scan_folder`.
+
+    Keys are made safe by the shard-key rule (:func:`safe_key`: no dots, no slashes) and
+    de-duplicated like folder keys; labels must be ints in ``0..MAX_CLASSES-1`` and splits
+    plain names; anything else is a :class:`SourceError` naming the file and line.
+    """
     path = Path(path)
     split = path.stem
     records: RecordList | list[Record] = RecordList() if packed else []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    labels: dict[int, int] = {}  # each label: the line it first appears on
+    with _open_text(path) as f:
+        for lineno, line in _numbered(f, path):
             if not line.strip():
                 continue
-            try:
-                r = Record.from_json(json.loads(line))
-                if not r.split:
-                    r.split = split
-                records.append(r)
-            except (ValueError, KeyError, TypeError, OverflowError) as exc:
-                raise SourceError(f"{path}:{lineno}: not a manifest record ({exc})") from exc
+            r = _manifest_record(line, f"{path}:{lineno}")
+            r.split = r.split or split
+            labels.setdefault(r.label, lineno)
+            records.append(r)
     if not records:
         raise SourceError(f"{path} holds no records")
     classes_file = path.parent / "classes.json"
-    if classes_file.exists():
-        mapping = json.loads(classes_file.read_text())
-        classes = [name for name, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
+    if os.path.lexists(classes_file):
+        classes = read_classes(classes_file)
+        for label, lineno in labels.items():
+            if label >= len(classes):
+                raise SourceError(f"{path}:{lineno}: label {label} is not in {classes_file}, "
+                                  f"which numbers {len(classes)} classes; rerun `dataprep "
+                                  "split` or fix the label")
     else:
         by_label = {r.label: r.class_name for r in records}
         classes = [by_label.get(i, str(i)) for i in range(max(by_label) + 1)]
-    return Source("manifest", str(path), classes, records)
+    return Source("manifest", str(path), classes, _dedupe_keys(records))
+
+
+def _manifest_record(line: str, where: str) -> Record:
+    """One manifest line as a record; a :class:`SourceError` naming ``where`` (file:line) when
+    it is not ``{"key": str, "path": str, "label": int, ...}``."""
+    try:
+        d = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise SourceError(f"{where}: not a JSON line ({type(exc).__name__}); expected one "
+                          "record per line as `dataprep split` writes") from None
+    if not isinstance(d, dict):
+        raise SourceError(f"{where}: a JSON {type(d).__name__}, not an object; expected "
+                          '{"key": ..., "path": ..., "label": ...}')
+    for name in ("key", "path"):
+        if not isinstance(d.get(name), str) or not d[name]:
+            raise SourceError(f"{where}: {name!r} must be a non-empty string, got "
+                              f"{d.get(name)!r:.80}")
+    label = check_label(d.get("label"), where)
+    split = d.get("split", "") or ""
+    if not isinstance(split, str) or (split and not SPLIT_NAME.fullmatch(split)):
+        raise SourceError(f"{where}: split {split!r:.80} is not a plain name; expected letters, "
+                          "digits, '_' or '-' (train, val, test)")
+    group = d.get("group")
+    return Record(key=safe_key(d["key"]), path=d["path"], label=label,
+                  class_name=str(d.get("class_name", label)), split=split,
+                  group=None if group is None else str(group))
+
+
+def check_label(value: object, where: str, error: type[DataprepError] = SourceError) -> int:
+    """``value`` as a label: an int (not a bool) in ``0..MAX_CLASSES-1``; else ``error``
+    naming ``where``."""
+    if type(value) is not int or not 0 <= value < MAX_CLASSES:
+        raise error(f"{where}: label {value!r:.80} is not a class index; expected an integer "
+                    f"from 0 to {MAX_CLASSES - 1:,}")
+    return value
+
+
+def read_classes(path: Path) -> list[str]:
+    """``classes.json`` (class name -> label) as the list of names by label; labels must be
+    distinct ints in ``0..MAX_CLASSES-1`` (gaps are named by their number)."""
+    from dataprep.io.files import read_json_file
+
+    mapping = read_json_file(path, SourceError)
+    if not isinstance(mapping, dict):
+        raise SourceError(f"{path}: expected a JSON object of class name -> label, got a "
+                          f"{type(mapping).__name__}; rerun `dataprep split`")
+    by_label: dict[int, str] = {}
+    for name, value in mapping.items():
+        label = check_label(value, f"{path}: class {name!r:.80}")
+        if label in by_label:
+            raise SourceError(f"{path}: classes {by_label[label]!r:.80} and {name!r:.80} share "
+                              f"label {label}; each class needs its own")
+        by_label[label] = name
+    return [by_label.get(i, str(i)) for i in range(max(by_label, default=-1) + 1)]
 
 
 def _shard_source(kind: str, location: str, split: str | None) -> Source:
     from dataprep.io import readers
-    from dataprep.io.manifest import read_json, read_ledger
 
     classes: list[str] = []
     num: int | None = None
@@ -240,31 +385,76 @@ def _shard_source(kind: str, location: str, split: str | None) -> Source:
         shards = readers.list_tar_shards(location, split)
         parts = [(split or _split_of(shard, ".tar"), shard) for shard in shards]
         folder = Path(shards[0]).parent
-        info = read_json(folder / "_info.json", None)
+        info = readers.read_info(folder) if not location.startswith(_REMOTE) else None
         if info is not None:
             splits = info["splits"]
             names = [split] if split else list(splits)
-            if all(n in splits for n in names):
+            if all("num_samples" in splits.get(n, {}) for n in names):
                 num = sum(splits[n]["num_samples"] for n in names)
-        ledger = read_ledger(folder)
-        for entry in ledger.get("splits", {}).values():
-            classes = classes or entry.get("classes", [])
+        classes = _ledger_classes(folder) if not location.startswith(_REMOTE) else []
 
     def stream() -> Iterator[Record]:
         for part_split, part in parts:
-            samples = (readers.iter_lmdb(part) if kind == "lmdb" else
-                       (readers.to_sample(d) for d in readers.iter_tar(part)))
+            if kind == "lmdb":
+                samples: Iterator[Sample | dict] = readers.iter_lmdb(part)
+            else:
+                samples = readers.iter_tar(part)
             for s in samples:
-                meta = dict(s.meta)
-                if "split" in meta and part_split:  # the shard's own split name is the truth
-                    meta["split"] = part_split
-                yield Record(key=safe_key(s.key), path=str(meta.get("path", "")), label=s.cls,
-                             class_name=str(meta.get("class_name", s.cls)), split=part_split,
-                             data=s.image, ext=s.ext, meta=meta)
+                yield _shard_record(s, part_split)
 
     source = Source(kind, location, classes, None, stream, num)
     source.splits = sorted({name for name, _ in parts})
     return source
+
+
+_REMOTE = ("http://", "https://", "pipe:")
+
+
+def _shard_record(s: Sample | dict, part_split: str) -> Record:
+    """A shard sample (an LMDB :class:`Sample` or a raw tar sample) as a record.
+
+    A tar sample without an image member becomes a record with ``data=b""`` and the reason in
+    ``meta[NO_IMAGE]``: the task skips and lists it (``record_bytes``), the run goes on."""
+    from dataprep.io import readers
+
+    if isinstance(s, dict):
+        if readers.image_field(s) is None:
+            reason = (f"{s.get('__url__')}: sample {s.get('__key__')!r:.120} has no image "
+                      f"member ({', '.join(readers.IMAGE_FIELDS)}); it is left out")
+            return Record(key=safe_key(str(s.get("__key__", ""))), path="", label=-1,
+                          class_name="", split=part_split, data=b"", ext="",
+                          meta={NO_IMAGE: reason})
+        s = readers.to_sample(s)
+    meta = dict(s.meta)
+    if "split" in meta and part_split:  # the shard's own split name is the truth
+        meta["split"] = part_split
+    return Record(key=safe_key(s.key), path=str(meta.get("path", "")), label=s.cls,
+                  class_name=str(meta.get("class_name", s.cls)), split=part_split,
+                  data=s.image, ext=s.ext, meta=meta)
+
+
+def _ledger_classes(folder: Path) -> list[str]:
+    """The class names a shard folder's ``dataprep.json`` records ([] without one); a damaged
+    ledger is a :class:`SourceError` naming it."""
+    from dataprep.io.files import read_json_file
+
+    path = folder / "dataprep.json"
+    if not os.path.lexists(path):
+        return []
+    ledger = read_json_file(path, SourceError)
+    splits = ledger.get("splits") if isinstance(ledger, dict) else None
+    if not isinstance(splits, dict):
+        raise SourceError(f"{path}: damaged, no 'splits' object; remove it to read the shards "
+                          "without it (class names then come from the samples)")
+    for entry in splits.values():
+        names = entry.get("classes") if isinstance(entry, dict) else None
+        if names:
+            if not isinstance(names, list) or not all(isinstance(c, str) for c in names) \
+                    or len(names) > MAX_CLASSES:
+                raise SourceError(f"{path}: 'classes' is not a list of class names; the "
+                                  "ledger is damaged")
+            return names
+    return []
 
 
 def _split_of(path: str, suffix: str) -> str:
