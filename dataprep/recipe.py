@@ -7,23 +7,34 @@ recipe. Unknown keys are errors; TOML itself rejects duplicate keys.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from dataprep.errors import UsageError
 
+MAX_RECIPE_BYTES = 1 << 20
+
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML recipe (duplicate keys are errors)."""
+    """Parse a TOML recipe (duplicate keys are errors); a recipe that is missing, not a
+    regular file, too large, not UTF-8 or not TOML is a :class:`UsageError` naming it."""
+    from dataprep.io.files import read_regular
+
     p = Path(path)
+    if not os.path.lexists(p):
+        raise UsageError(f"recipe {p} does not exist")
+    data = read_regular(p, limit=MAX_RECIPE_BYTES, error=UsageError, name=f"recipe {p}")
     try:
-        with open(p, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"recipe {p} does not exist") from None
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"recipe {p} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "expected a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"recipe {p} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise UsageError(f"recipe {p} nests arrays or tables too deeply to be a recipe") from None
 
 
 def normalize(table: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +69,40 @@ def recipe_callback(ctx, param, value: str | None) -> None:
         table = table_for(load_recipe(value), ctx.info_name or "")
         allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
         check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
+        check_values(table, ctx.command, f"recipe {value} [{ctx.info_name}]", ctx)
     except UsageError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     ctx.default_map = {**(ctx.default_map or {}), **table}
+
+
+def check_values(table: dict[str, Any], command: Any, where: str, ctx: Any = None) -> None:
+    """Each value of ``table`` must convert to its option of the click ``command`` (an int
+    for ``--short-side``, a choice for ``--format``, ...); else a :class:`UsageError` naming
+    the key, the value and what was expected, instead of a traceback later (``1e400`` is an
+    infinite float that no int option takes)."""
+    import click
+
+    params = {p.name: p for p in command.params if p.name}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            raise UsageError(f"{where}: {key} is a table; expected a value")
+        param = params.get(key)
+        if param is None:
+            continue
+        try:
+            param.type_cast_value(ctx or click.Context(command), value)
+        except (click.BadParameter, TypeError, ValueError, OverflowError) as exc:
+            detail = exc.message if isinstance(exc, click.BadParameter) else str(exc)
+            raise UsageError(f"{where}: {key} = {value!r:.80} is not valid ({detail}); "
+                             f"expected {_expected(param)}") from None
+
+
+def _expected(param: Any) -> str:
+    """What ``param`` takes, in words: ``integer range x>=1``, ``choice``, ..."""
+    name = getattr(param.type, "name", "value")
+    describe = getattr(param.type, "_describe_range", None)  # click's numeric ranges
+    if describe is not None:
+        name = f"{name} {describe()}"
+    elif getattr(param.type, "choices", None):
+        name = f"one of {', '.join(map(str, param.type.choices))}"
+    return f"{'a list of ' if param.multiple or param.nargs != 1 else ''}{name}"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import UsageError
-from dataprep.recipe import check_keys, load_recipe, normalize
+from dataprep.recipe import check_keys, check_values, load_recipe, normalize
 
 VERBS = ("resize", "tencrop", "shard")
 TOP_KEYS = {"src", "out", "root", "jobs", "on_error", "overwrite", "seed"}
@@ -59,6 +59,9 @@ def _library_kwargs(verb: str, table: dict[str, Any], where: str) -> dict[str, A
     allowed |= {"format"}
     table = normalize(table)
     check_keys(table, allowed, where)
+    from dataprep.cli import cli  # each value must be one the verb's flag takes
+
+    check_values(table, cli.commands[verb], where)
     kwargs = dict(table)
     if "format" in kwargs:
         kwargs["fmt"] = kwargs.pop("format")
