@@ -26,6 +26,11 @@ class ShardError(DataprepError):
     """A shard is corrupt, hostile, or does not match its ledger."""
 
 
+class OutputError(UsageError):
+    """The output folder cannot be used as asked: it holds files dataprep did not write, it
+    overlaps the inputs, another run holds it, or its ledger or journal is damaged."""
+
+
 class DiskFullError(DataprepError):
     """The output's filesystem ran out of space (finished shards are kept for resuming)."""
 

@@ -1,55 +1,110 @@
-"""Journals: durable checkpoints of a split's progress, for resuming interrupted runs."""
+"""Journals: the durable record of a split being written, ``.journal-{split}.jsonl``.
+
+Line 1 is the header: the split's identity (command, parameters, inputs) and format. Each
+further line is a checkpoint or, last, the finish line:
+
+* ``{"checkpoint": {...}}``: the index of the first record not yet durable
+  (``next_record``), the writer's state once the checkpoint is committed, the split's
+  counters, the errors found since the previous checkpoint and the shards finished since then
+  (``files``: their temporary and final names, size and sha256), written *before* those
+  shards are renamed into place;
+* ``{"finish": entry}``: the split's ledger entry, written before the last renames and the
+  ledger itself.
+
+Lines are fsynced. A torn last line (a kill mid-write) is ignored; anything else that does not
+parse is a damaged journal (:class:`~dataprep.errors.OutputError` naming the file).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dataprep.errors import OutputError
+from dataprep.io import durable
+
+MAX_JOURNAL_BYTES = 1 << 30
+
+
+@dataclass
+class JournalState:
+    """What a journal holds: its header and checkpoints, and the finish line if written."""
+
+    header: dict[str, Any]
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    finish: dict[str, Any] | None = None
+
+    def files(self) -> list[dict[str, Any]]:
+        """Every shard the journal names, in order (``tmp``, ``final`` and shard fields)."""
+        out = [f for c in self.checkpoints for f in c.get("files", [])]
+        if self.finish is not None:
+            out += self.finish.get("staged", [])
+        return out
+
 
 class Journal:
-    """Checkpoints of one split's progress, ``.journal-{split}.jsonl`` in the output folder.
-
-    The first line holds the run's fingerprint; each further line is a checkpoint: the index of
-    the first record not yet durable (``next_record``), the writer's state, the split's counters
-    and the errors found since the previous checkpoint. Lines are fsynced; a torn last line
-    (a kill mid-write) is ignored.
-    """
+    """The journal of one split in an output folder."""
 
     def __init__(self, out_dir: str | Path, split: str) -> None:
         self.path = Path(out_dir) / f".journal-{split}.jsonl"
 
-    def load(self) -> tuple[str | None, dict[str, Any] | None]:
-        """(fingerprint, merged last checkpoint) or (None, None) without a journal."""
-        if not self.path.exists():
-            return None, None
-        lines = []
-        for line in self.path.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # torn write: everything before it is valid
-        if not lines:
-            return None, None
-        fingerprint = lines[0].get("fingerprint")
-        if len(lines) == 1:
-            return fingerprint, None
-        last = dict(lines[-1])
-        last["errors"] = [e for entry in lines[1:] for e in entry.get("errors", [])]
-        return fingerprint, last
+    def exists(self) -> bool:
+        return self.path.exists()
 
-    def start(self, fingerprint: str) -> None:
-        with open(self.path, "w") as f:
-            f.write(json.dumps({"fingerprint": fingerprint}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    def load(self) -> JournalState | None:
+        """The journal's content, or None without one. A damaged journal raises
+        :class:`OutputError`."""
+        if not self.path.exists():
+            return None
+        try:
+            if self.path.stat().st_size > MAX_JOURNAL_BYTES:
+                raise OutputError(f"{self.path} is larger than any journal dataprep writes")
+            raw = self.path.read_bytes().split(b"\n")
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot read the journal ({exc.strerror})") from exc
+        lines: list[dict[str, Any]] = []
+        for i, line in enumerate(raw):
+            try:
+                value = json.loads(line)
+                if not isinstance(value, dict):
+                    raise ValueError("not an object")
+                lines.append(value)
+            except ValueError as exc:
+                if i == len(raw) - 1 or (i == len(raw) - 2 and raw[-1] == b""):
+                    break  # the last line, torn by a kill mid-write
+                raise self.damaged(f"line {i + 1} is not a journal entry ({exc})") from None
+        if not lines or not isinstance(lines[0].get("identity"), dict):
+            raise self.damaged("it has no header")
+        state = JournalState(lines[0])
+        for i, line in enumerate(lines[1:], 2):
+            if isinstance(line.get("checkpoint"), dict) and state.finish is None:
+                state.checkpoints.append(line["checkpoint"])
+            elif isinstance(line.get("finish"), dict) and state.finish is None:
+                state.finish = line["finish"]
+            else:
+                raise self.damaged(f"line {i} is not a checkpoint")
+        return state
+
+    def damaged(self, why: str) -> OutputError:
+        return OutputError(
+            f"{self.path} is damaged: {why}. It records an interrupted run; pass --overwrite "
+            "to write the split again (dataprep then removes what that journal and "
+            "dataprep.json name)")
+
+    def start(self, header: dict[str, Any]) -> None:
+        with open(self.path, "wb") as f:
+            f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+            durable.fsync(f)
+        durable.fsync_dir(self.path.parent)
 
     def append(self, entry: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with open(self.path, "ab") as f:
+            f.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+            durable.fsync(f)
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if os.path.lexists(self.path):
+            durable.unlink(self.path)

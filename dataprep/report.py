@@ -29,6 +29,7 @@ class Report:
     estimated_bytes: int | None = None
     resumed: dict[str, int] = field(default_factory=dict)  # split -> records reused from a run
     complete: list[str] = field(default_factory=list)  # splits already complete, left as they were
+    finished: list[str] = field(default_factory=list)  # interrupted splits whose last step was done
 
     @property
     def images_per_s(self) -> float:
@@ -38,10 +39,14 @@ class Report:
         if self.dry_run:
             done = [f"  {s}: already complete; would be left as it is" for s in self.complete]
             return [*done, "dry run: nothing was written"]
-        if self.complete and not (self.records_in or self.counts or self.errors):
-            return [f"{self.command}: nothing to do",
+        if (self.complete or self.finished) and not (self.records_in or self.counts
+                                                      or self.errors):
+            return [f"{self.command}: nothing to do" if not self.finished else
+                    f"{self.command}: finished what an interrupted run had written",
                     *(f"  {s}: already complete (same command and inputs); left as it is"
                       for s in self.complete),
+                    *(f"  {s}: the interrupted run had written every sample; its ledger "
+                      "entry is now committed" for s in self.finished),
                     f"  output: {self.out_dir}"]
         out = [
             f"{self.command}: {self.records_in:,} records in -> {self.samples_out:,} samples out, "

@@ -1,54 +1,107 @@
-"""Ledgers beside the output: ``_info.json`` (timm's schema) and ``dataprep.json`` (provenance).
+"""Ledgers beside the output: ``dataprep.json`` (provenance) and ``_info.json`` (timm's schema).
 
-Both are merged per split, so several commands may write different splits into one directory.
-Both are written atomically (temporary file, then rename).
+``dataprep.json`` holds one entry per split (command, parameters, identity, counts, and every
+shard's name, size and sha256); several commands may write different splits into one folder.
+``_info.json`` is derived from it: rewritten whole from the ledger's WebDataset splits at
+every commit. Both are written atomically (temporary file, fsync, rename).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from dataprep.io.writers import ShardInfo
+from dataprep.errors import OutputError
+from dataprep.io import durable
 
 INFO_NAME = "_info.json"
 LEDGER_NAME = "dataprep.json"
+MAX_LEDGER_BYTES = 1 << 30  # no ledger dataprep writes is this large
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    durable.write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:
+    """A JSON file's value, ``default`` when it does not exist; a damaged or oversized file
+    is an :class:`OutputError` naming it."""
     p = Path(path)
     if not p.exists():
         return default
-    return json.loads(p.read_text())
+    try:
+        if p.stat().st_size > MAX_LEDGER_BYTES:
+            raise OutputError(f"{p} is over {MAX_LEDGER_BYTES:,} bytes; not a dataprep file")
+        return json.loads(p.read_bytes())
+    except OSError as exc:
+        raise OutputError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise OutputError(f"{p} is damaged (not JSON: {exc})") from exc
 
 
-def write_info_json(out_dir: str | Path, split: str, shards: list[ShardInfo],
-                    name: str = "") -> None:
-    """Record one split's shards in timm's ``_info.json``: num_samples, filenames and
-    shard_lengths."""
+def _shard_ok(s: Any) -> bool:
+    return (isinstance(s, dict) and isinstance(s.get("name"), str)
+            and all(isinstance(s.get(k), int) and not isinstance(s.get(k), bool)
+                    for k in ("num_samples", "bytes")) and isinstance(s.get("sha256"), str))
+
+
+def ledger_problem(ledger: Any) -> str | None:
+    """Why ``ledger`` is not a dataprep ledger of shards, or None."""
+    if not isinstance(ledger, dict) or not isinstance(ledger.get("splits"), dict):
+        return "it has no 'splits' table"
+    for split, entry in ledger["splits"].items():
+        if not isinstance(entry, dict):
+            return f"split {split!r} is not a table"
+        shards = entry.get("shards", [])
+        if not isinstance(shards, list) or not all(_shard_ok(s) for s in shards):
+            return f"split {split!r} has a malformed shard list"
+    return None
+
+
+def read_ledger(out_dir: str | Path) -> dict[str, Any]:
+    """``dataprep.json`` of ``out_dir`` (``{"splits": {}}`` when there is none). A damaged
+    ledger is an :class:`OutputError`: dataprep cannot tell then which files it wrote."""
+    path = Path(out_dir) / LEDGER_NAME
+    ledger = read_json(path, {"splits": {}})
+    problem = ledger_problem(ledger)
+    if problem is not None:
+        raise OutputError(
+            f"{path} is damaged or not a ledger of shards ({problem}), so dataprep cannot tell "
+            "which files it wrote there; move the folder's content away or choose another -o")
+    return ledger
+
+
+def info_json(ledger: dict[str, Any], name: str) -> dict[str, Any]:
+    """timm's ``_info.json`` for the WebDataset splits of ``ledger``: per split
+    ``num_samples``, ``filenames`` and ``shard_lengths``."""
+    splits = {}
+    for split, entry in sorted(ledger["splits"].items()):
+        if entry.get("format", "webdataset") != "webdataset":
+            continue
+        shards = entry.get("shards", [])
+        splits[split] = {
+            "name": split,
+            "num_samples": sum(s["num_samples"] for s in shards),
+            "filenames": [s["name"] for s in shards],
+            "shard_lengths": [s["num_samples"] for s in shards],
+        }
+    return {"name": name, "splits": splits}
+
+
+def write_info_json(out_dir: str | Path, split: str, shards: list) -> None:
+    """Record one split's shards in ``_info.json`` (for shards written without a job)."""
     path = Path(out_dir) / INFO_NAME
-    info = read_json(path, {"name": name or Path(out_dir).name, "splits": {}})
-    info["splits"][split] = {
-        "name": split,
-        "num_samples": sum(s.num_samples for s in shards),
-        "filenames": [s.name for s in shards],
-        "shard_lengths": [s.num_samples for s in shards],
-    }
+    info = read_json(path, {"name": Path(out_dir).name, "splits": {}})
+    info["splits"][split] = info_json({"splits": {split: {"shards": [
+        s.to_json() if hasattr(s, "to_json") else s for s in shards]}}}, "")["splits"][split]
     info["splits"] = dict(sorted(info["splits"].items()))
     write_json_atomic(path, info)
 
 
 def write_ledger(out_dir: str | Path, split: str, entry: dict[str, Any]) -> None:
-    """Merge one split's entry (command, params, counts, shards) into ``dataprep.json``."""
+    """Merge one split's entry into ``dataprep.json`` (for shards written without a job; jobs
+    commit through :class:`dataprep.jobs.output.OutputFolder`, under its lock)."""
     from dataprep import __version__
 
     path = Path(out_dir) / LEDGER_NAME
@@ -57,7 +110,3 @@ def write_ledger(out_dir: str | Path, split: str, entry: dict[str, Any]) -> None
     ledger["splits"][split] = entry
     ledger["splits"] = dict(sorted(ledger["splits"].items()))
     write_json_atomic(path, ledger)
-
-
-def read_ledger(out_dir: str | Path) -> dict[str, Any]:
-    return read_json(Path(out_dir) / LEDGER_NAME, {"splits": {}})

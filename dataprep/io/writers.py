@@ -1,26 +1,25 @@
 """Sinks: ``WRITERS = {"folder": ..., "webdataset": ..., "lmdb": ...}``.
 
-Every writer receives samples in their final order from one process, and finalizes atomically:
-a shard is written under a temporary name and renamed only when whole.
+Every writer receives samples in their final order from one process and writes unfinished
+shards in a stage folder; a shard is renamed into place only when whole and synced (the
+protocol is :class:`Writer`'s, driven by :mod:`dataprep.jobs.output`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from dataprep.io import tarformat
+from dataprep.errors import OutputError
+from dataprep.io import durable, tarformat
 from dataprep.io.readers import LMDB_FORMAT, lmdb_key
 from dataprep.records import Sample
 
 TAR_MTIME = 946684800  # 2000-01-01: fixed so equal inputs give byte-identical shards
-TMP_SUFFIX = ".tmp"
 
 
 @dataclass
@@ -102,47 +101,148 @@ class TarPackingTask:
         return pack_group(self.task(record))
 
 
-class Writer(Protocol):
-    """A sink. ``write_group`` takes the samples of one record (kept together in one shard) and
-    returns True when everything written *before* that group has become durable: a checkpoint
-    from which :meth:`state` lets a later run resume (see ``resume=`` of each writer)."""
+@dataclass(frozen=True)
+class Staged:
+    """A finished shard (a file, or an LMDB folder) made durable under a temporary name in the
+    split's stage folder, not yet renamed into place. ``info.name`` is the shard's name in the
+    output folder (``train-000003.tar``, ``train.lmdb/data.mdb``, ``cat/img_v0.jpg``)."""
 
-    def write_group(self, samples: list[Sample] | PackedGroup) -> bool: ...
+    tmp: Path
+    final: Path
+    info: ShardInfo
+
+
+STAGE_NAME = ".dataprep-tmp"  # per split, STAGE_NAME/{split}/ holds unfinished files
+
+
+class Writer(Protocol):
+    """A sink for one split. Samples arrive a record at a time (the views of one record stay
+    in one shard). The output folder drives its checkpoints:
+
+    1. ``due(group)``: a checkpoint should come before this group;
+    2. ``checkpoint()``: make everything written so far durable; return the shards that are
+       now finished (under temporary names);
+    3. the output folder journals ``state()`` and those shards;
+    4. ``commit()``: make the journaled state real (LMDB: commit the transaction);
+    5. the output folder renames the finished shards into place.
+
+    ``finish()`` ends the split the same way (steps 2-5) and ``finished()`` returns what the
+    final commit produced (LMDB: the environment). Used alone (tests, scripts), ``close()``
+    does all of it and returns the shards; ``abort()`` drops what is unfinished.
+    """
+
+    def due(self, samples: list[Sample] | PackedGroup) -> bool: ...
+    def write_group(self, samples: list[Sample] | PackedGroup) -> None: ...
     def write(self, sample: Sample) -> None: ...
+    def checkpoint(self) -> list[Staged]: ...
     def state(self) -> dict: ...
+    def commit(self) -> None: ...
+    def finish(self) -> list[Staged]: ...
+    def finished(self) -> list[Staged]: ...
     def close(self) -> list[ShardInfo]: ...
     def abort(self) -> None: ...
 
 
-class TarShardWriter:
+class _StagedWriter:
+    """What the writers share: the stage folder, and ``close()`` for use without an output
+    folder (every finished shard is renamed into place at once)."""
+
+    def __init__(self, out_dir: str | Path, split: str, stage_dir: str | Path | None) -> None:
+        self.out_dir = Path(out_dir)
+        self.split = split
+        self.alone = stage_dir is None
+        self.stage = Path(stage_dir) if stage_dir is not None else (
+            self.out_dir / STAGE_NAME / split)
+        self.stage.mkdir(parents=True, exist_ok=True)
+        self.published: list[ShardInfo] = []
+
+    def write(self, sample: Sample) -> None:
+        self.write_group([sample])
+
+    def write_group(self, samples: list[Sample] | PackedGroup) -> None:
+        """Write one record's samples (used alone: after a checkpoint when one is due)."""
+        if self.alone and self.due(samples):
+            staged = self.checkpoint()
+            self.commit()
+            self._publish(staged)
+        self._append(samples)
+
+    def _publish(self, staged: list[Staged]) -> None:
+        for s in staged:
+            durable.publish(s.tmp, s.final)
+            self.published.append(s.info)
+
+    def close(self) -> list[ShardInfo]:
+        """Finish and rename every shard into place (use without an output folder)."""
+        staged = self.finish()
+        self.commit()
+        self._publish(staged + self.finished())
+        durable.rmtree(self.stage)  # only empty folders are left there
+        try:
+            self.stage.parent.rmdir()
+        except OSError:
+            pass
+        return self.published
+
+    def _drop_stage(self) -> None:
+        """Used alone, an aborted writer leaves nothing unfinished (nothing could resume it)."""
+        if self.alone:
+            durable.rmtree(self.stage)
+            try:
+                self.stage.parent.rmdir()
+            except OSError:
+                pass
+
+    # the protocol methods every writer defines
+    def due(self, samples: list[Sample] | PackedGroup) -> bool:
+        raise NotImplementedError
+
+    def _append(self, samples: list[Sample] | PackedGroup) -> None:
+        raise NotImplementedError
+
+    def checkpoint(self) -> list[Staged]:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        pass
+
+    def finish(self) -> list[Staged]:
+        return self.checkpoint()
+
+    def finished(self) -> list[Staged]:
+        return []
+
+
+class TarShardWriter(_StagedWriter):
     """WebDataset shards ``{split}-{n:06d}.tar`` with fields ``{ext}``, ``cls``, ``json``.
 
     The views of one record stay in one shard: a new shard starts before a record whose samples
     would push the current one past ``max_count`` samples or ``max_bytes`` (a shard always holds
-    at least one record). ``resume={"shards": [...]}`` continues after those finished shards.
+    at least one record). ``resume={"shards": n}`` continues after n finished shards.
 
     Members are packed by :mod:`dataprep.io.tarformat` (the bytes ``tarfile`` writes in GNU
     format) and hashed as they are written, so a finished shard is not read back.
     """
 
     def __init__(self, out_dir: str | Path, split: str, max_count: int = 10_000,
-                 max_bytes: int | None = None, resume: dict | None = None) -> None:
-        self.out_dir = Path(out_dir)
-        self.split = split
+                 max_bytes: int | None = None, resume: dict | None = None,
+                 stage_dir: str | Path | None = None) -> None:
+        super().__init__(out_dir, split, stage_dir)
         self.max_count = max_count
         self.max_bytes = max_bytes
-        self.shards: list[ShardInfo] = [ShardInfo(**d) for d in (resume or {}).get("shards", [])]
+        self.next_shard = int((resume or {}).get("shards", 0))
+        self.sealed: list[Staged] = []
         self._file: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self._count = 0
         self._bytes = 0
 
-    def _path(self, index: int) -> Path:
-        return self.out_dir / f"{self.split}-{index:06d}.tar"
+    def _name(self, index: int) -> str:
+        return f"{self.split}-{index:06d}.tar"
 
     def _open(self) -> None:
-        path = self._path(len(self.shards))
-        self._file = open(str(path) + TMP_SUFFIX, "wb", buffering=1 << 20)  # noqa: SIM115
+        path = self.stage / self._name(self.next_shard)
+        self._file = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
         self._hash = hashlib.sha256()
         self._count = 0
         self._bytes = 0
@@ -152,46 +252,49 @@ class TarShardWriter:
         self._hash.update(data)
         self._file.write(data)
 
-    def write_group(self, samples: list[Sample] | PackedGroup) -> bool:
+    def due(self, samples: list[Sample] | PackedGroup) -> bool:
+        if self._file is None:
+            return False
+        nbytes = len(samples.tar) if isinstance(samples, PackedGroup) else None
+        if self._count + len(samples) > self.max_count:
+            return True
+        if self.max_bytes is None:
+            return False
+        if nbytes is None:
+            nbytes = len(pack_group(samples).tar)
+        return tar_file_bytes(self._bytes + nbytes) > self.max_bytes
+
+    def _append(self, samples: list[Sample] | PackedGroup) -> None:
         group = samples if isinstance(samples, PackedGroup) else pack_group(samples)
-        nbytes = len(group.tar)
-        checkpoint = False
-        if self._file is not None and (
-            self._count + group.count > self.max_count
-            or (self.max_bytes is not None
-                and tar_file_bytes(self._bytes + nbytes) > self.max_bytes)
-        ):
-            self._finish()
-            checkpoint = True
         if self._file is None:
             self._open()
         self._write(group.tar)
         self._count += group.count
-        self._bytes += nbytes
-        return checkpoint
-
-    def write(self, sample: Sample) -> None:
-        self.write_group([sample])
+        self._bytes += len(group.tar)
 
     def state(self) -> dict:
-        return {"shards": [s.to_json() for s in self.shards]}
+        return {"shards": self.next_shard}
 
-    def _finish(self) -> None:
+    def _seal(self) -> None:
+        """Close the open shard durably under its temporary name."""
         assert self._file is not None
         self._write(tarformat.closing(self._bytes))
-        self._file.flush()  # on failure (disk full), abort() still finds and removes the file
-        os.fsync(self._file.fileno())
         f, self._file = self._file, None
-        f.close()
-        final = self._path(len(self.shards))
-        os.replace(str(final) + TMP_SUFFIX, final)
-        self.shards.append(ShardInfo(final.name, self._count, final.stat().st_size,
-                                     self._hash.hexdigest()))
+        try:
+            durable.fsync(f)  # on failure (disk full), abort() still finds and removes the file
+        finally:
+            f.close()
+        name = self._name(self.next_shard)
+        tmp = self.stage / name
+        self.sealed.append(Staged(tmp, self.out_dir / name, ShardInfo(
+            name, self._count, tmp.stat().st_size, self._hash.hexdigest())))
+        self.next_shard += 1
 
-    def close(self) -> list[ShardInfo]:
+    def checkpoint(self) -> list[Staged]:
         if self._file is not None:
-            self._finish()
-        return self.shards
+            self._seal()
+        sealed, self.sealed = self.sealed, []
+        return sealed
 
     def abort(self) -> None:
         if self._file is not None:
@@ -200,33 +303,39 @@ class TarShardWriter:
                 f.close()  # flushes what is buffered: may fail again when the disk is full
             except OSError:
                 pass
-            Path(str(self._path(len(self.shards))) + TMP_SUFFIX).unlink(missing_ok=True)
+            durable.unlink(self.stage / self._name(self.next_shard))
+        self._drop_stage()
 
 
-class LmdbWriter:
+class LmdbWriter(_StagedWriter):
     """One LMDB environment ``{split}.lmdb`` (layout in :mod:`dataprep.io.readers`).
 
-    Built under ``{split}.lmdb.tmp`` and renamed when complete; the map doubles on demand;
-    commits are batched (at record boundaries) every ``commit_every`` samples, and each commit
-    is a checkpoint: ``resume={"count": n}`` reopens the temporary environment and continues
-    at sample ``n`` (entries past it, from an interrupted run, are overwritten with equal ones).
+    Built in the stage folder and renamed into place when complete; the map doubles on
+    demand. Samples are committed in batches (at record boundaries) of ``commit_every``
+    samples; every commit also stores ``__len__`` (the samples committed), so a later run
+    knows which commit the environment holds: ``resume={"count": n}`` reopens it and continues
+    at sample ``n``. Commits are synced to the disk.
     """
 
     def __init__(self, out_dir: str | Path, split: str, classes: list[str] | None = None,
                  commit_every: int = 64, map_size: int = 1 << 28, resume: dict | None = None,
-                 **_: object) -> None:
+                 stage_dir: str | Path | None = None, **_: object) -> None:
         import lmdb
 
-        self.final = Path(out_dir) / f"{split}.lmdb"
-        self.tmp = Path(str(self.final) + TMP_SUFFIX)
+        super().__init__(out_dir, split, stage_dir)
+        self.final = self.out_dir / f"{split}.lmdb"
+        self.tmp = self.stage / f"{split}.lmdb"
         if resume is None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        self.env = lmdb.open(str(self.tmp), map_size=map_size, subdir=True, lock=True,
-                             metasync=False, sync=False)
+            durable.rmtree(self.tmp)
+        # resumed: map_size 0 keeps the size the environment had grown to (its meta pages
+        # then stay those of an uninterrupted run)
+        self.env = lmdb.open(str(self.tmp), map_size=0 if resume else map_size, subdir=True,
+                             lock=True, metasync=False, sync=False)
         self.classes = classes or []
         self.commit_every = commit_every
         self.pending: list[tuple[bytes, bytes]] = []
         self.count = self.committed = int((resume or {}).get("count", 0))
+        self._open = True
 
     def _put_all(self, items: list[tuple[bytes, bytes]]) -> None:
         import lmdb
@@ -240,13 +349,11 @@ class LmdbWriter:
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
-    def write_group(self, samples: list[Sample]) -> bool:
-        checkpoint = False
-        if self.count - self.committed >= self.commit_every:
-            self._put_all(self.pending)
-            self.pending = []
-            self.committed = self.count
-            checkpoint = True
+    def due(self, samples: list[Sample] | PackedGroup) -> bool:
+        return self.count - self.committed >= self.commit_every
+
+    def _append(self, samples: list[Sample] | PackedGroup) -> None:
+        assert not isinstance(samples, PackedGroup), "LMDB takes samples, not tar members"
         for sample in samples:
             meta = dict(sample.meta)
             meta.setdefault("key", sample.key)
@@ -258,78 +365,101 @@ class LmdbWriter:
                 (lmdb_key(i, "json"), json.dumps(meta, sort_keys=True).encode()),
             ]
             self.count += 1
-        return checkpoint
 
-    def write(self, sample: Sample) -> None:
-        self.write_group([sample])
+    def checkpoint(self) -> list[Staged]:
+        return []  # nothing is finished before the end; commit() makes the batch durable
 
     def state(self) -> dict:
-        return {"count": self.committed}
+        return {"count": self.count}  # what the environment holds once commit() is done
 
-    def close(self) -> list[ShardInfo]:
+    def commit(self) -> None:
+        if not self._open:
+            return
+        self.pending.append((b"__len__", str(self.count).encode()))
+        self._put_all(self.pending)
+        self.pending = []
+        self.committed = self.count
+        self.env.sync(True)
+
+    def finish(self) -> list[Staged]:
         self.pending += [
-            (b"__len__", str(self.count).encode()),
             (b"__classes__", json.dumps(self.classes).encode()),
             (b"__format__", json.dumps(LMDB_FORMAT).encode()),
         ]
-        self._put_all(self.pending)
-        self.pending = []
-        self.env.sync(True)
-        self.env.close()
-        # the lock file is process-local state, not data: leave only data.mdb behind
-        (self.tmp / "lock.mdb").unlink(missing_ok=True)
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        os.replace(self.tmp, self.final)
-        data = self.final / "data.mdb"
-        return [ShardInfo(f"{self.final.name}/data.mdb", self.count, data.stat().st_size,
-                          sha256_file(data))]
-
-    def abort(self) -> None:
-        """Close without finishing; the committed part stays in ``{split}.lmdb.tmp`` to resume."""
-        self.env.close()
-
-
-class FolderWriter:
-    """``DST/<class_name>/{key}.{ext}``: the layout other tools (ImageFolder) read."""
-
-    checkpoint_every = 64  # records; every file is written atomically, so any point is safe
-
-    def __init__(self, out_dir: str | Path, split: str, resume: dict | None = None,
-                 **_: object) -> None:
-        self.out_dir = Path(out_dir)
-        self.count = int((resume or {}).get("count", 0))
-        self.durable = self.count  # files written before the current group
-        self.groups = 0
-
-    def write_group(self, samples: list[Sample]) -> bool:
-        self.groups += 1
-        checkpoint = self.groups % self.checkpoint_every == 0
-        self.durable = self.count
-        for sample in samples:
-            self.write(sample)
-        return checkpoint
-
-    def state(self) -> dict:
-        return {"count": self.durable}
-
-    def write(self, sample: Sample) -> None:
-        # class names and keys may come from untrusted shards: never let them leave out_dir
-        class_name = safe_name(str(sample.meta.get("class_name", sample.cls)))
-        folder = self.out_dir / class_name
-        folder.mkdir(parents=True, exist_ok=True)
-        key = safe_name(sample.key)
-        final = folder / f"{key}.{sample.ext}"
-        tmp = folder / f".{key}.{sample.ext}{TMP_SUFFIX}"
-        tmp.write_bytes(sample.image)
-        os.replace(tmp, final)
-        self.count += 1
-
-    def close(self) -> list[ShardInfo]:
         return []
 
+    def finished(self) -> list[Staged]:
+        """After the final commit: the environment, closed, ready to be renamed."""
+        self.env.close()
+        self._open = False
+        # the lock file is process-local state, not data: leave only data.mdb behind
+        durable.unlink(self.tmp / "lock.mdb")
+        data = self.tmp / "data.mdb"
+        return [Staged(self.tmp, self.final, ShardInfo(
+            f"{self.final.name}/data.mdb", self.count, data.stat().st_size, sha256_file(data)))]
+
     def abort(self) -> None:
-        pass
+        """Close without finishing; the committed part stays in the stage folder to resume."""
+        if self._open:
+            self._open = False
+            self.env.close()
+        self._drop_stage()
+
+
+class FolderWriter(_StagedWriter):
+    """``DST/<class_name>/{key}.{ext}``: the layout other tools (ImageFolder) read.
+
+    Every file is one shard of the ledger (name, size, sha256). Files are written and synced
+    in the stage folder and renamed into place at each checkpoint (every
+    ``checkpoint_every`` records). Two class names that map to one folder name are an error.
+    """
+
+    checkpoint_every = 64  # records
+
+    def __init__(self, out_dir: str | Path, split: str, resume: dict | None = None,
+                 stage_dir: str | Path | None = None, **_: object) -> None:
+        super().__init__(out_dir, split, stage_dir)
+        self.count = int((resume or {}).get("count", 0))
+        self.groups = 0
+        self.sealed: list[Staged] = []
+        self.folders: dict[str, str] = {}  # folder name -> the class name written there
+
+    def due(self, samples: list[Sample] | PackedGroup) -> bool:
+        return self.groups >= self.checkpoint_every
+
+    def _append(self, samples: list[Sample] | PackedGroup) -> None:
+        assert not isinstance(samples, PackedGroup), "folders take samples, not tar members"
+        self.groups += 1
+        for sample in samples:
+            self._write_file(sample)
+
+    def _write_file(self, sample: Sample) -> None:
+        # class names and keys may come from untrusted shards: never let them leave out_dir
+        class_name = str(sample.meta.get("class_name", sample.cls))
+        folder = safe_name(class_name)
+        if self.folders.setdefault(folder, class_name) != class_name:
+            raise OutputError(f"classes {self.folders[folder]!r} and {class_name!r} would both "
+                              f"be written to the folder {folder!r}; rename one of them")
+        name = f"{folder}/{safe_name(sample.key)}.{sample.ext}"
+        tmp = self.stage / name
+        tmp.parent.mkdir(exist_ok=True)
+        with open(tmp, "xb") as f:
+            f.write(sample.image)
+            durable.fsync(f)
+        self.sealed.append(Staged(tmp, self.out_dir / name, ShardInfo(
+            name, 1, len(sample.image), hashlib.sha256(sample.image).hexdigest())))
+        self.count += 1
+
+    def checkpoint(self) -> list[Staged]:
+        self.groups = 0
+        sealed, self.sealed = self.sealed, []
+        return sealed
+
+    def state(self) -> dict:
+        return {"count": self.count}
+
+    def abort(self) -> None:
+        self._drop_stage()  # in a job, the output folder removes the stage folder
 
 
 WRITERS = {"folder": FolderWriter, "webdataset": TarShardWriter, "lmdb": LmdbWriter}
@@ -343,12 +473,14 @@ def safe_name(text: str) -> str:
 
 def make_writer(fmt: str, out_dir: str | Path, split: str, *, max_count: int = 10_000,
                 max_bytes: int | None = None, classes: list[str] | None = None,
-                resume: dict | None = None) -> Writer:
+                resume: dict | None = None, stage_dir: str | Path | None = None) -> Writer:
+    """A writer for one split; ``stage_dir`` (from the output folder) puts it under the
+    output folder's checkpoint protocol, without it ``close()`` renames as it goes."""
     if fmt == "webdataset":
         return TarShardWriter(out_dir, split, max_count=max_count, max_bytes=max_bytes,
-                              resume=resume)
+                              resume=resume, stage_dir=stage_dir)
     if fmt == "lmdb":
-        return LmdbWriter(out_dir, split, classes=classes, resume=resume)
+        return LmdbWriter(out_dir, split, classes=classes, resume=resume, stage_dir=stage_dir)
     if fmt == "folder":
-        return FolderWriter(out_dir, split, resume=resume)
+        return FolderWriter(out_dir, split, resume=resume, stage_dir=stage_dir)
     raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(WRITERS)}")

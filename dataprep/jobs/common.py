@@ -1,42 +1,33 @@
-"""What every writing job shares: the disk budget, resume and overwrite rules, the run, and the
-ledgers.
+"""What every writing job shares: identity, disk budget, and the run around the output folder.
 
-Per split, an output folder is in one of these states, decided before anything is written:
-
-* **complete**: its ``dataprep.json`` entry has the same fingerprint (command, parameters and
-  input records) and every shard still has its recorded size and sha256: nothing to do;
-* **interrupted**: a journal with the same fingerprint exists: finished shards are checked
-  (size, sha256) and kept, and the run resumes after the last checkpoint;
-* **foreign**: output from another command, other parameters or other inputs: refused unless
-  ``--overwrite`` (which removes it first);
-* **new**.
+``run_job`` is the whole story of a writing verb: check the target and the inputs, take
+the output folder's lock, identify each split (command, parameters, inputs), let the
+output folder decide what is new, interrupted or complete (:mod:`dataprep.jobs.output`),
+estimate the size, run the task over the records, and commit each split.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from dataprep.errors import DiskBudgetError, UsageError
-from dataprep.io.manifest import read_ledger, write_info_json, write_ledger
-from dataprep.io.writers import (
-    TMP_SUFFIX,
-    WRITERS,
-    PackedGroup,
-    TarPackingTask,
-    make_writer,
-    sample_json,
-    sha256_file,
+from dataprep.io.writers import WRITERS, PackedGroup, TarPackingTask, make_writer, sample_json
+from dataprep.jobs.output import (
+    OutputFolder,
+    SplitPlan,
+    check_class_folders,
+    check_split_names,
 )
-from dataprep.journal import Journal
 from dataprep.records import Record, Sample
 from dataprep.report import Report, human_bytes
 from dataprep.runner import Task, execute, map_records, resolve_jobs
@@ -44,111 +35,123 @@ from dataprep.runner import Task, execute, map_records, resolve_jobs
 Log = Callable[[str], None]
 ESTIMATE_RECORDS = 12  # at most this many records are processed ahead to extrapolate the size
 FREE_MARGIN = 0.95  # never plan to fill more than this fraction of the free space
+FINGERPRINTS = ("stat", "content")
 
 
 def command_line() -> str:
     return " ".join(["dataprep", *sys.argv[1:]]) if sys.argv and "dataprep" in sys.argv[0] else ""
 
 
-def fingerprint(command: str, params: dict[str, Any], records: Iterable[Record]) -> str:
-    """Identity of a split's output: command, parameters (not --jobs) and input records."""
-    h = _fingerprint_start(command, params)
-    for r in records:
-        _fingerprint_add(h, r)
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
     return h.hexdigest()
 
 
-def _fingerprint_start(command: str, params: dict[str, Any]) -> Any:
-    return hashlib.sha256(json.dumps({"command": command, "params": params}, sort_keys=True,
-                                     default=str).encode())
+def _file_identity(path: str, mode: str) -> str:
+    """A file as the fingerprint sees it: its size and modification time (``stat``), or its
+    bytes' sha256 (``content``); a file that cannot be read is that fact."""
+    try:
+        if mode == "content":
+            return _file_sha256(path)
+        st = os.stat(path)
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
 
 
-def _fingerprint_add(h: Any, r: Record) -> None:
-    size = len(r.data) if r.data is not None else -1
-    h.update(f"{r.key}\t{r.path}\t{r.label}\t{r.split}\t{size}\n".encode("utf-8", "surrogatepass"))
-
-
-def split_outputs(out_dir: Path, split: str, fmt: str) -> list[Path]:
-    """Files and folders a split's output consists of (finished and temporary)."""
-    if fmt == "webdataset":
-        pats = [f"{split}-*.tar", f"{split}-*.tar{TMP_SUFFIX}"]
-    elif fmt == "lmdb":
-        pats = [f"{split}.lmdb", f"{split}.lmdb{TMP_SUFFIX}"]
+def record_inputs(h: Any, r: Record, mode: str) -> None:
+    """Add one record to an inputs digest: its key, file, label, split and the file's
+    identity (:func:`_file_identity`), or the size and hash of the bytes it carries."""
+    if r.data is not None:
+        what = f"{len(r.data)}:{hashlib.sha256(r.data).hexdigest()}" if mode == "content" \
+            else str(len(r.data))
     else:
-        pats = []
-    return [Path(p) for pat in pats for p in sorted(glob.glob(str(out_dir / pat)))]
+        what = _file_identity(r.path, mode)
+    h.update(f"{r.key}\t{r.path}\t{r.label}\t{r.split}\t{what}\n".encode(
+        "utf-8", "surrogatepass"))
 
 
-def _remove(paths: Iterable[Path]) -> None:
-    for path in paths:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+def shard_inputs(files: Sequence[str], mode: str) -> str:
+    """Digest of streamed shard inputs: every shard's name and size and, when a ledger beside
+    it lists it, its recorded sha256 (``content``: the sha256 of its bytes)."""
+    from dataprep.io.manifest import read_json
+
+    h = hashlib.sha256()
+    ledgers: dict[str, dict[str, str]] = {}
+    for path in files:
+        folder, name = os.path.split(path)
+        if folder not in ledgers:
+            try:
+                ledger = read_json(os.path.join(folder, "dataprep.json"), {}) or {}
+                ledgers[folder] = {s["name"]: s["sha256"] for e in ledger["splits"].values()
+                                   for s in e.get("shards", [])}
+            except Exception:  # noqa: BLE001 - an unreadable foreign ledger adds nothing
+                ledgers[folder] = {}
+        rel = name if not name.endswith("data.mdb") else os.path.basename(folder) + "/" + name
+        recorded = ledgers.get(folder, {}).get(rel) or ledgers.get(
+            os.path.dirname(folder), {}).get(rel, "")
+        h.update(f"{path}\t{_file_identity(path, 'stat').split(':')[0]}\t{recorded}\t"
+                 f"{_file_identity(path, 'content') if mode == 'content' else ''}\n".encode())
+    return h.hexdigest()
 
 
-def shards_intact(out_dir: Path, shards: list[dict[str, Any]]) -> bool:
-    """Every shard exists with its recorded size and sha256."""
-    for s in shards:
-        path = out_dir / s["name"]
-        if not path.is_file() or path.stat().st_size != s["bytes"]:
-            return False
-        if sha256_file(path) != s["sha256"]:
-            return False
-    return True
+def source_inputs(source: Any) -> dict[str, Any]:
+    """``run_job``'s ``inputs``, ``stream_files`` and ``input_errors`` for a scanned source."""
+    from dataprep.io import readers
+
+    files: list[str] | None = None
+    if source.records is None:  # a stream of shards: they identify the inputs
+        if source.kind == "lmdb":
+            files = [os.path.join(env, "data.mdb")
+                     for env in readers.list_lmdbs(source.location)]
+        else:
+            files = list(readers.list_tar_shards(source.location))
+    return {"inputs": [str(source.location)], "stream_files": files,
+            "input_errors": list(getattr(source, "errors", None) or [])}
 
 
-@dataclass
-class SplitPlan:
-    state: str  # complete | resume | new
-    resume: dict[str, Any] | None = None
+_mode = {"fingerprint": "stat"}
 
 
-def plan_splits(out: Path, fmt: str, fingerprints: dict[str, str], overwrite: bool,
-                log: Log) -> dict[str, SplitPlan]:
-    """Decide, per split, what this run does with the output already there (module docstring)."""
-    ledger = read_ledger(out)
-    plans: dict[str, SplitPlan] = {}
-    for split, fp in fingerprints.items():
-        entry = ledger.get("splits", {}).get(split)
-        journal = Journal(out, split)
-        journal_fp, point = journal.load()
-        outputs = split_outputs(out, split, fmt)
-        if overwrite:
-            _remove(outputs)
-            journal.remove()
-            plans[split] = SplitPlan("new")
-            continue
-        if (entry is not None and journal_fp is None and entry.get("records_in")
-                and not entry.get("samples_out")):
-            # a finished run that wrote nothing (every input skipped): nothing to keep, so the
-            # split is done again (a rerun reports the failure again, a fixed input gets in)
-            _remove(outputs)
-            plans[split] = SplitPlan("new")
-            continue
-        if entry is not None and entry.get("fingerprint") == fp and journal_fp is None:
-            if shards_intact(out, entry.get("shards", [])):
-                plans[split] = SplitPlan("complete")
-                continue
-            log(f"{split}: a finished shard changed or is missing; writing the split again")
-            _remove(outputs)
-            plans[split] = SplitPlan("new")
-            continue
-        if journal_fp == fp:
-            finished = (point or {}).get("writer", {}).get("shards", [])
-            if point is not None and not shards_intact(out, finished):
-                log(f"{split}: a finished shard of the interrupted run changed; starting over")
-                point = None
-            keep = {out / s["name"] for s in finished} if point else set()
-            if fmt == "lmdb" and point is not None:
-                keep.add(out / f"{split}.lmdb{TMP_SUFFIX}")
-            _remove(p for p in outputs if p not in keep)
-            plans[split] = SplitPlan("resume" if point else "new", point)
-            continue
-        if entry is not None or journal_fp is not None or outputs:
-            raise UsageError(
-                f"{out} already holds output for split {split!r} from another command, other "
-                "parameters or other inputs; pass --overwrite to replace it, or choose another -o"
-            )
-        plans[split] = SplitPlan("new")
-    return plans
+@contextmanager
+def fingerprint_mode(mode: str) -> Iterator[None]:
+    """Identify the inputs of the jobs run inside by ``mode``: ``stat`` (path, size and
+    modification time of every input file, the default) or ``content`` (their sha256)."""
+    if mode not in FINGERPRINTS:
+        raise UsageError(f"--fingerprint {mode!r}: expected one of {', '.join(FINGERPRINTS)}")
+    before, _mode["fingerprint"] = _mode["fingerprint"], mode
+    try:
+        yield
+    finally:
+        _mode["fingerprint"] = before
+
+
+def identities(command: str, params: dict[str, Any], splits: Iterable[str],
+               records: Iterable[Record], default_split: str, mode: str,
+               stream_files: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """Per split, what its output is made of: command, parameters (not --jobs) and inputs.
+    One pass over ``records`` (which may be a packed RecordList); a stream's records are
+    identified by its shard files instead."""
+    if mode not in FINGERPRINTS:
+        raise UsageError(f"--fingerprint {mode!r}: expected one of {', '.join(FINGERPRINTS)}")
+    clean = {k: v for k, v in params.items() if k != "jobs"}
+    clean = json.loads(json.dumps(clean, sort_keys=True, default=str))
+    hashers = {s: hashlib.sha256() for s in splits}
+    counts = dict.fromkeys(hashers, 0)
+    if stream_files is not None:
+        digest = shard_inputs(stream_files, mode)
+        return {s: {"command": command, "params": clean, "inputs": digest, "records": None}
+                for s in hashers}
+    for r in records:
+        split = r.split or default_split
+        if split in hashers:
+            record_inputs(hashers[split], r, mode)
+            counts[split] += 1
+    return {s: {"command": command, "params": clean, "inputs": h.hexdigest(),
+                "records": counts[s]} for s, h in hashers.items()}
 
 
 @dataclass
@@ -218,7 +221,7 @@ def check_budget(est: Estimate, out: Path, max_disk: int | None) -> None:
 
 def run_job(
     command: str,
-    records: list[Record] | Iterable[Record],
+    records: Sequence[Record] | Iterable[Record],
     task: Task,
     out_dir: str | Path,
     *,
@@ -236,18 +239,28 @@ def run_job(
     max_disk: int | None = None,
     dry_run: bool = False,
     log: Log | None = None,
+    inputs: Sequence[str] = (),
+    stream_files: Sequence[str] | None = None,
+    input_errors: Sequence[dict[str, Any]] = (),
+    fingerprint: str | None = None,
 ) -> Report:
-    """Plan (budget, resume), run the task over the records, then write the ledgers."""
+    """Check, lock, plan (resume, budget), run the task over the records, commit each split.
+
+    ``inputs``: the paths the run reads (the source; records' own files are checked too), which
+    ``-o`` must not overlap. ``stream_files``: for a streamed shard source, its shard files
+    (they identify the inputs). ``input_errors``: inputs the scan could not use (listed in
+    ``errors.jsonl`` with the skipped images). ``fingerprint``: ``stat`` (size and mtime of
+    every input file) or ``content`` (their bytes' sha256); default: :func:`fingerprint_mode`.
+    """
     if fmt not in WRITERS:
         raise UsageError(f"--format {fmt!r} is not supported; choose one of {', '.join(WRITERS)}")
     log = log or (lambda line: None)
-    out = Path(out_dir)
-    for folder in (out, *out.parents):  # before any work: the nearest existing one decides
-        if folder.exists():
-            if not folder.is_dir():
-                raise UsageError(f"-o {out}: {folder} is a file, not a folder" if folder != out
-                                 else f"-o {out} exists and is not a directory")
-            break
+    splits = list(splits)
+    check_split_names(splits)
+    if fmt == "folder":
+        check_class_folders(classes)
+    out = OutputFolder(out_dir)
+    out.check_target()
     listed: Sequence[Record]
     if not isinstance(records, Sequence):  # a stream: look at its head for the estimate only
         stream = iter(records)  # iterate once: a Source starts over on every iter()
@@ -256,81 +269,90 @@ def run_job(
     else:
         listed = records
         total = len(records) if total is None else total
-    hashers = {s: _fingerprint_start(command, params) for s in splits}
-    for r in listed:  # one pass, nothing held: the records may be a packed RecordList
-        h = hashers.get(r.split or default_split)
-        if h is not None:
-            _fingerprint_add(h, r)
-    fingerprints = {s: h.hexdigest() for s, h in hashers.items()}
-    clean = {k: v for k, v in params.items() if k != "jobs"}
-    plans = plan_splits(out, fmt, fingerprints, overwrite, log) if out.exists() else {
-        s: SplitPlan("new") for s in fingerprints}
+    out.check_inputs([*inputs, *(stream_files or [])], listed if stream_files is None else ())
+    idents = identities(command, params, splits, listed, default_split,
+                        fingerprint or _mode["fingerprint"], stream_files)
+    if fmt == "webdataset":  # workers pack the tar members: the writer appends bytes
+        task = TarPackingTask(task)
+    existed = out.path.is_dir()  # else it is made (and locked) only once the budget allows
+    with out.locked(create=existed and not dry_run, shared=dry_run):
+        plans = (out.plan(fmt, idents, overwrite, log, classes) if existed
+                 else {s: SplitPlan("new") for s in idents})
+        est, precomputed = _estimate(listed, records, total, plans, default_split, task, fmt,
+                                     out.path, jobs, log)
+        check_budget(est, out.path, max_disk)
+        if dry_run:
+            report = Report(command=command, out_dir=str(out.path), dry_run=True,
+                            estimated_bytes=est.bytes)
+            report.complete = [s for s, p in plans.items() if p.state == "complete"]
+            return report
+        with nullcontext() if existed else out.locked(create=True):
+            if not existed:  # another run may have begun here since: plan under the lock
+                plans = out.plan(fmt, idents, overwrite, log, classes)
+            return _run(command, out, records, task, plans, idents, splits, est, precomputed,
+                        fmt=fmt, classes=classes, max_count=max_count, max_bytes=max_bytes,
+                        jobs=jobs, on_error=on_error, total=total, default_split=default_split,
+                        input_errors=input_errors)
+
+
+def _run(command: str, out: OutputFolder, records: Any, task: Task,
+         plans: dict[str, SplitPlan], idents: dict[str, dict[str, Any]], splits: list[str],
+         est: Estimate, precomputed: dict, *, fmt: str, classes: list[str], max_count: int,
+         max_bytes: int | None, jobs: int | None, on_error: str, total: int | None,
+         default_split: str, input_errors: Sequence[dict[str, Any]]) -> Report:
+    """Run the task over the records into the planned splits (under the lock)."""
+    complete = [s for s, p in plans.items() if p.state == "complete"]
+    base = {"command": command, "command_line": command_line(), "params":
+            idents[splits[0]]["params"] if splits else {}, "classes": classes}
+    errors_left = list(input_errors)
+
+    def open_split(split: str) -> Any:
+        plan = plans.get(split) or SplitPlan("new")
+        header = {"identity": idents.get(split) or idents[splits[0]], "format": fmt,
+                  "entry": base}
+        stage = out.stage(split)
+        if plan.state == "new":
+            stage.mkdir(parents=True, exist_ok=True)
+        writer = make_writer(fmt, out.path, split, max_count=max_count,
+                             max_bytes=max_bytes, classes=classes,
+                             resume=(plan.point or {}).get("writer") if plan.point else None,
+                             stage_dir=stage)
+        sink = out.open_split(split, header, plan, writer)
+        if plan.state == "new":
+            while errors_left:  # what the scan could not read goes with the first split
+                sink.note(dict(errors_left.pop(0), split=split))
+        return sink
+
+    report = execute(command, records, task, open_split, out.path, jobs=jobs,
+                     on_error=on_error, total=total, default_split=default_split,
+                     resume_after={s: int(p.point["next_record"]) for s, p in plans.items()
+                                   if p.point},
+                     skip_splits=frozenset(complete), precomputed=precomputed)
+    report.complete = [s for s in complete if not plans[s].finished_now]
+    report.finished = [s for s in complete if plans[s].finished_now]
+    report.estimated_bytes = est.bytes
+    return report
+
+
+def _estimate(listed: Sequence[Record], records: Any, total: int | None,
+              plans: dict[str, SplitPlan], default_split: str, task: Task, fmt: str,
+              out: Path, jobs: int | None, log: Log,
+              ) -> tuple[Estimate, dict[int, tuple[list[Sample] | None, str | None]]]:
+    """The plan line: the size of what is left to write, from a few records processed now."""
 
     def pending(index: int, record: Record) -> bool:
         plan = plans.get(record.split or default_split, SplitPlan("new"))
-        return plan.state != "complete" and index >= (plan.resume or {}).get("next_record", 0)
+        return plan.state != "complete" and index >= (plan.point or {}).get("next_record", 0)
 
     def todo() -> Iterator[tuple[int, Record]]:  # not a list: a million pairs weigh ~90 MB
         return ((i, r) for i, r in enumerate(listed) if pending(i, r))
 
-    if fmt == "webdataset":  # workers pack the tar members: the writer appends bytes
-        task = TarPackingTask(task)
     n_todo = sum(1 for _ in todo())
     est, precomputed = (estimate(todo(), n_todo, task, fmt, out, jobs=resolve_jobs(jobs))
                         if n_todo else (Estimate(0, 0, 0, _free_bytes(out)), {}))
     if listed is not records and total:  # a stream: scale the head's estimate to the total
         est = Estimate(total, est.samples * total // max(est.records, 1),
                        est.bytes * total // max(est.records, 1), est.free)
-    report_complete = [s for s, p in plans.items() if p.state == "complete"]
-    if n_todo or len(report_complete) < len(plans):
+    if n_todo or any(p.state != "complete" for p in plans.values()):
         log(est.line(out))
-    check_budget(est, out, max_disk)
-    if dry_run:
-        report = Report(command=command, out_dir=str(out), dry_run=True, estimated_bytes=est.bytes)
-        report.complete = report_complete
-        return report
-    out.mkdir(parents=True, exist_ok=True)
-    journals = {}
-    for split, fp in fingerprints.items():
-        plan = plans[split]
-        if plan.state == "new":
-            journals[split] = Journal(out, split)
-            journals[split].start(fp)
-        elif plan.state == "resume":
-            journals[split] = Journal(out, split)
-
-    def writer_for(split: str, resume: dict | None):
-        return make_writer(fmt, out, split, max_count=max_count, max_bytes=max_bytes,
-                           classes=classes, resume=resume)
-
-    report = execute(command, records, task, writer_for, out, jobs=jobs, on_error=on_error,
-                     total=total, default_split=default_split,
-                     resume={s: p.resume for s, p in plans.items() if p.resume},
-                     skip_splits=frozenset(report_complete), journals=journals,
-                     precomputed=precomputed)
-    report.complete = report_complete
-    report.estimated_bytes = est.bytes
-    skipped_per_split: dict[str, int] = {}
-    for e in report.errors:
-        skipped_per_split[e["split"]] = skipped_per_split.get(e["split"], 0) + 1
-    for split in sorted(report.records):
-        if split in report_complete:
-            continue
-        shards = report.shards.get(split, [])
-        if fmt == "webdataset":
-            write_info_json(out, split, shards)
-        write_ledger(out, split, {
-            "command": command,
-            "command_line": command_line(),
-            "params": clean,
-            "fingerprint": fingerprints.get(split) or fingerprint(command, params, []),
-            "format": fmt,
-            "classes": classes,
-            "records_in": report.records[split],
-            "samples_out": report.counts.get(split, 0),
-            "skipped": skipped_per_split.get(split, 0),
-            "shards": [s.to_json() for s in shards],
-        })
-        if split in journals:
-            journals[split].remove()
-    return report
+    return est, precomputed

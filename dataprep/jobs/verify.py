@@ -1,23 +1,30 @@
-"""``verify DST``: re-read every shard and check it against the ledgers.
+"""``verify DST``: re-read every shard and prove it against the ledgers.
 
 For each split in ``dataprep.json``: every shard exists, its size and sha256 equal the ledger,
-its sample count equals the ledger and ``_info.json``, and every image decodes. Shards on disk
-that no ledger names, and leftover temporary files, are reported too. Shards are checked in
-parallel (one task per shard).
+its sample count equals the ledger and ``_info.json``, and every image decodes. The ledgers
+agree with each other (no shard named twice, counts equal, ``_info.json`` lists exactly the
+ledger's WebDataset shards); every shard on disk belongs to a split the ledger names; leftovers
+of an interrupted run (journals, the stage folder, temporary files) are reported; a damaged
+ledger or journal is a finding, not a crash. Verify holds the folder's lock (shared): it
+refuses to check a folder a run is writing. Shards are checked in parallel (one task per
+shard).
 """
 
 from __future__ import annotations
 
-import glob
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
-from dataprep.errors import DataprepError, ImageError, ShardError, UsageError
+from dataprep.errors import DataprepError, ImageError, OutputError, ShardError, UsageError
 from dataprep.io.decode import open_image
-from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, read_json
-from dataprep.io.writers import TMP_SUFFIX, sha256_file
+from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, read_json, read_ledger
+from dataprep.io.writers import STAGE_NAME, sha256_file
+from dataprep.jobs.output import LOCK_NAME, OutputFolder
+from dataprep.journal import Journal
 
 
 @dataclass
@@ -66,9 +73,12 @@ class VerifyReport:
 
 def _samples_of(path: Path, fmt: str):
     from dataprep.io import readers
+    from dataprep.records import Sample
 
     if fmt == "lmdb":
         return readers.iter_lmdb(path.parent)
+    if fmt == "folder":
+        return iter([Sample(path.stem, path.read_bytes(), path.suffix[1:], -1, {})])
     return (readers.to_sample(d) for d in readers.iter_tar(path))
 
 
@@ -77,7 +87,7 @@ def check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int |
     """Hash, count and decode one shard (runs in a worker)."""
     path = Path(out_dir) / entry["name"]
     check = ShardCheck(split, entry["name"], entry.get("num_samples"))
-    if not path.exists():
+    if not path.is_file():
         check.problems.append("missing")
         return check
     check.bytes = path.stat().st_size
@@ -109,42 +119,137 @@ def check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int |
 
 def verify(out_dir: str | Path, *, jobs: int | None = None, decode: bool = True) -> VerifyReport:
     """Check every shard of ``out_dir`` against ``dataprep.json`` and ``_info.json``."""
+    out = Path(out_dir)
+    if not (out / LEDGER_NAME).exists():
+        raise UsageError(f"{out} has no {LEDGER_NAME}; verify checks output written by dataprep"
+                         + ("; a run was interrupted there: run the same command again to "
+                            "finish it" if list(out.glob(".journal-*.jsonl")) else ""))
+    with OutputFolder(out).locked(create=False, shared=True):
+        report = VerifyReport(str(out))
+        report.problems += _leftovers(out)
+        try:
+            ledger = read_ledger(out)
+        except OutputError as exc:
+            report.problems.append(str(exc))
+            return report
+        tasks = _ledger_tasks(out, ledger, report)
+        report.checks = _run_checks(out, tasks, jobs, decode)
+    return report
+
+
+def _ledger_tasks(out: Path, ledger: dict[str, Any], report: VerifyReport,
+                  ) -> list[tuple[str, str, dict, int | None]]:
+    """The shard checks the ledger asks for; the ledgers' own agreement goes to ``report``."""
+    if not ledger["splits"]:
+        report.problems.append(f"{LEDGER_NAME} names no split")
+    try:
+        info = read_json(out / INFO_NAME, {"splits": {}})
+        info_splits = info["splits"] if isinstance(info, dict) else None
+        if not isinstance(info_splits, dict):
+            raise OutputError(f"{out / INFO_NAME} has no 'splits' table")
+    except OutputError as exc:
+        report.problems.append(str(exc))
+        info_splits = {}
+    tasks = []
+    owner: dict[str, str] = {}
+    for split, entry in ledger["splits"].items():
+        fmt = str(entry.get("format", "webdataset"))
+        shards = entry.get("shards", [])
+        for shard in shards:
+            if shard["name"] in owner:
+                report.problems.append(f"{split}: {shard['name']} is listed twice in "
+                                       f"{LEDGER_NAME} (also under {owner[shard['name']]})")
+            owner.setdefault(shard["name"], split)
+        total = sum(s["num_samples"] for s in shards)
+        if entry.get("samples_out", total) != total:
+            report.problems.append(f"{split}: {LEDGER_NAME} says {entry.get('samples_out')} "
+                                   f"samples but its shards hold {total}")
+        lengths = None
+        if fmt == "webdataset":
+            lengths = _check_info(split, shards, info_splits.get(split), report)
+        for i, shard in enumerate(shards):
+            info_len = lengths[i] if lengths is not None and i < len(lengths) else None
+            tasks.append((split, fmt, shard, info_len))
+    for split in info_splits:
+        if ledger["splits"].get(split, {}).get("format", "webdataset") != "webdataset" or (
+                split not in ledger["splits"]):
+            report.problems.append(f"{INFO_NAME} lists split {split!r}, which {LEDGER_NAME} "
+                                   "does not name as WebDataset output")
+    report.problems += [f"{name}: on disk but in no ledger" for name in _on_disk(out)
+                        if name not in owner]
+    return tasks
+
+
+def _check_info(split: str, shards: list[dict], info: Any, report: VerifyReport,
+                ) -> list[int] | None:
+    """``_info.json``'s entry for a WebDataset split lists exactly the ledger's shards."""
+    if not isinstance(info, dict):
+        report.problems.append(f"{split}: missing from {INFO_NAME}")
+        return None
+    names, lengths = info.get("filenames"), info.get("shard_lengths")
+    if names != [s["name"] for s in shards]:
+        report.problems.append(f"{split}: {INFO_NAME} lists the shards {names!r:.200}, not the "
+                               f"{len(shards)} of {LEDGER_NAME}")
+    if not isinstance(lengths, list) or lengths != [s["num_samples"] for s in shards]:
+        report.problems.append(f"{split}: {INFO_NAME} shard_lengths differ from {LEDGER_NAME}")
+        lengths = None
+    if info.get("num_samples") != sum(s["num_samples"] for s in shards):
+        report.problems.append(f"{split}: {INFO_NAME} says num_samples "
+                               f"{info.get('num_samples')!r}, the shards hold "
+                               f"{sum(s['num_samples'] for s in shards)}")
+    return lengths
+
+
+_TAR = re.compile(r".+-\d+\.tar")
+
+
+def _on_disk(out: Path) -> list[str]:
+    """Every shard-like file in the folder: tar shards, LMDB environments, and the files of
+    class folders (the folder sink)."""
+    found = []
+    for p in sorted(out.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.name.endswith(".tar"):
+            found.append(p.name)
+        elif p.is_dir() and p.name.endswith(".lmdb"):
+            found += [f"{p.name}/{c.name}" for c in sorted(p.iterdir()) if c.name != "lock.mdb"]
+        elif p.is_dir():
+            found += [str(c.relative_to(out)) for c in sorted(p.rglob("*")) if c.is_file()]
+    return found
+
+
+def _leftovers(out: Path) -> list[str]:
+    """What an interrupted run leaves: journals, the stage folder, temporary files."""
+    problems = []
+    for journal in sorted(out.glob(".journal-*.jsonl")):
+        split = journal.name[len(".journal-"):-len(".jsonl")]
+        try:
+            Journal(out, split).load()
+            problems.append(f"{split}: a run was interrupted ({journal.name} is there); run the "
+                            "same command again to finish it")
+        except OutputError as exc:
+            problems.append(str(exc))
+    if (out / STAGE_NAME).exists():
+        problems.append(f"{STAGE_NAME}: unfinished shards of an interrupted run; run the same "
+                        "command again to finish it")
+    for p in sorted(out.iterdir()):
+        if p.name.endswith(".tmp") and p.name != LOCK_NAME:
+            problems.append(f"{p.name}: unfinished temporary file")
+    return problems
+
+
+def _run_checks(out: Path, tasks: list[tuple[str, str, dict, int | None]], jobs: int | None,
+                decode: bool) -> list[ShardCheck]:
     from joblib import Parallel, delayed
 
     from dataprep.runner import resolve_jobs
 
-    out = Path(out_dir)
-    ledger = read_json(out / LEDGER_NAME)
-    if ledger is None or "splits" not in ledger:
-        raise UsageError(f"{out} has no {LEDGER_NAME}; verify checks output written by dataprep")
-    info = read_json(out / INFO_NAME, {"splits": {}})
-    report = VerifyReport(str(out))
-    tasks = []
-    named: set[str] = set()
-    for split, entry in ledger["splits"].items():
-        fmt = entry.get("format", "webdataset")
-        lengths = (info["splits"].get(split, {}).get("shard_lengths") if fmt == "webdataset"
-                   else None)
-        if fmt == "webdataset" and lengths is None:
-            report.problems.append(f"{split}: missing from {INFO_NAME}")
-        for i, shard in enumerate(entry.get("shards", [])):
-            named.add(shard["name"])
-            info_len = lengths[i] if lengths is not None and i < len(lengths) else None
-            tasks.append((split, fmt, shard, info_len))
-        if fmt == "webdataset":
-            for path in sorted(glob.glob(str(out / f"{split}-*.tar"))):
-                if Path(path).name not in named:
-                    report.problems.append(f"{Path(path).name}: on disk but in no ledger")
-    for leftover in sorted(glob.glob(str(out / f"*{TMP_SUFFIX}"))):
-        report.problems.append(f"{Path(leftover).name}: unfinished temporary file")
     n_jobs = min(resolve_jobs(jobs), max(1, len(tasks)))
     if n_jobs == 1:
-        checks = [check_shard(str(out), s, f, e, n, decode) for s, f, e, n in tasks]
-    else:
-        checks = Parallel(n_jobs=n_jobs)(delayed(check_shard)(str(out), s, f, e, n, decode)
-                                         for s, f, e, n in tasks)
-    report.checks = list(checks)
-    return report
+        return [check_shard(str(out), s, f, e, n, decode) for s, f, e, n in tasks]
+    return list(Parallel(n_jobs=n_jobs)(delayed(check_shard)(str(out), s, f, e, n, decode)
+                                         for s, f, e, n in tasks))
 
 
 @click.command("verify")

@@ -1,0 +1,637 @@
+"""The output folder: the one object that creates, locks, journals, renames and deletes in -o.
+
+Per split, the files of an output are:
+
+* finished shards in place (``train-000003.tar``, ``train.lmdb/``, ``cat/img_v0.jpg``);
+* ``.dataprep-tmp/{split}/``: unfinished shards (the stage folder, dataprep's own);
+* ``.journal-{split}.jsonl``: the journal of a run in progress (:mod:`dataprep.journal`);
+* its entry in ``dataprep.json``: **the commit point**. A split is complete when its entry is
+  there and its journal is gone; ``_info.json`` and ``errors.jsonl`` are derived from it.
+
+The protocol, for every sink: a shard is written and synced in the stage folder; the journal
+then names it (checkpoint line, synced); then it is renamed into place. The last checkpoint is
+marked final, then the finish line holds the ledger entry; then the entry is merged into
+``dataprep.json`` (under the lock: read, merge, write to a temporary name, sync, rename) and the
+journal removed. A rerun reads the state: a journal with the same identity is recovered
+(:meth:`OutputFolder.plan`): every shard it names is checked (size, sha256) and renamed into
+place if still staged; a finished journal is committed; otherwise the run resumes after the
+last checkpoint (LMDB: the checkpoint the environment's last commit holds). Nothing is deleted
+unless the ledger or a journal names it (or it lies in the stage folder); a file in a split's
+way that neither names is refused, by name.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataprep.errors import OutputError, UsageError
+from dataprep.io import durable
+from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, info_json, read_ledger
+from dataprep.io.writers import (
+    STAGE_NAME,
+    ShardInfo,
+    Staged,
+    Writer,
+    safe_name,
+    sha256_file,
+)
+from dataprep.journal import Journal, JournalState
+from dataprep.records import Record, Sample
+
+LOCK_NAME = ".dataprep.lock"
+ERRORS_NAME = "errors.jsonl"
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+Log = Callable[[str], None]
+
+
+def check_split_names(splits: Iterable[str]) -> None:
+    for split in splits:
+        if not SPLIT_NAME.fullmatch(split or ""):
+            raise UsageError(f"split name {split!r} is not allowed: use letters, digits, _ and "
+                             "- only (e.g. --split train)")
+
+
+def check_class_folders(classes: Sequence[str]) -> None:
+    """Two class names that the folder sink would write into one folder are an error (also
+    when they differ only in case: some file systems do not tell those apart)."""
+    seen: dict[str, str] = {}
+    for name in classes:
+        folder = safe_name(str(name)).casefold()
+        other = seen.setdefault(folder, name)
+        if other != name:
+            raise UsageError(f"classes {other!r} and {name!r} would both be written to the "
+                             f"folder {safe_name(str(name))!r} by --format folder (their labels "
+                             "would merge); rename one of them or use webdataset or lmdb")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+@dataclass
+class SplitPlan:
+    """What a run does with one split: ``new``, ``resume`` (after ``point``, with the shards
+    ``files`` already in place), or ``complete`` (left as it is)."""
+
+    state: str
+    point: dict[str, Any] | None = None
+    files: list[ShardInfo] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    finished_now: bool = False  # an interrupted run's last step was done by this plan
+
+
+class OutputFolder:
+    """An output folder ``-o``; see the module docstring for the protocol it keeps."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock: int | None = None
+        self._ledger: dict[str, Any] | None = None
+
+    # -- before any work -----------------------------------------------------------------
+
+    def check_target(self) -> None:
+        """-o must be a folder or creatable as one: the nearest existing part decides."""
+        for folder in (self.path, *self.path.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise UsageError(f"-o {self.path}: {folder} is a file, not a folder"
+                                     if folder != self.path
+                                     else f"-o {self.path} exists and is not a directory")
+                return
+
+    def check_inputs(self, inputs: Iterable[str], records: Iterable[Record] = ()) -> None:
+        """Refuse an -o equal to, inside or holding any input path (the source given, and
+        every record's file): the run would write where it reads."""
+        out = os.path.realpath(self.path)
+        out_abs = os.path.abspath(self.path)
+        for src in inputs:
+            if not src or "://" in src or src.startswith("pipe:"):
+                continue
+            real = os.path.realpath(src)
+            if _inside(out, real) or _inside(real, out):
+                where = ("is" if real == out else "is inside" if _inside(out, real)
+                         else "holds")
+                raise UsageError(f"-o {self.path} {where} the input {src}; the run would write "
+                                 "where it reads: choose an -o outside the inputs")
+        dirs: dict[str, str] = {}
+        for r in records:
+            if not r.path or r.data is not None:
+                continue
+            head = os.path.dirname(r.path)
+            real = dirs.get(head)
+            if real is None:
+                real = dirs[head] = os.path.realpath(head)
+            if _inside(real, out) or _inside(head, out_abs):
+                raise UsageError(f"-o {self.path} holds the input {r.path}; the run would write "
+                                 "where it reads: choose an -o outside the inputs")
+
+    # -- the lock ------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, create: bool = True, shared: bool = False) -> Iterator[None]:
+        """Hold the folder's lock (``flock`` on ``.dataprep.lock``) for the block: exclusive
+        for a run, shared for verify. Another holder is an :class:`OutputError` naming its
+        process id. Without ``create``, a folder or lock file that is not there is not
+        created (nothing to protect)."""
+        lock = self.path / LOCK_NAME
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not lock.exists():
+            yield
+            return
+        flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+        fd = os.open(lock, flags | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode("ascii", "replace").split()
+                pid = holder[0] if holder else "unknown"
+                raise OutputError(
+                    f"another dataprep run (pid {pid}) is writing to {self.path}; wait for it "
+                    "to finish, or choose another -o") from None
+            if not shared and create:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._lock = fd
+            self._ledger = None
+            yield
+        finally:
+            if self._lock is not None and not shared and create:
+                os.ftruncate(fd, 0)  # no holder now
+            self._lock = None
+            os.close(fd)  # releases the lock
+
+    # -- the ledger ----------------------------------------------------------------------
+
+    def ledger(self) -> dict[str, Any]:
+        if self._ledger is None:
+            self._ledger = read_ledger(self.path)
+        return self._ledger
+
+    def _named(self, name: str) -> Path:
+        """A shard name from a ledger or journal as a path inside this folder (a name that
+        would leave it is damage, never followed)."""
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise OutputError(f"{self.path / LEDGER_NAME} names {name!r}, which is not a path "
+                              "inside the folder; the ledger is damaged or was edited")
+        return self.path / name
+
+    def commit(self, split: str, entry: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        """Make ``entry`` the split's ledger entry: ``errors.jsonl`` and ``_info.json`` first
+        (both derived), then ``dataprep.json``, re-read and merged under the lock."""
+        from dataprep import __version__
+        from dataprep.io.manifest import write_json_atomic
+
+        self._ledger = None
+        ledger = self.ledger()
+        ledger["dataprep_version"] = __version__
+        ledger["splits"][split] = entry
+        ledger["splits"] = dict(sorted(ledger["splits"].items()))
+        self._write_errors(split, errors)
+        info = info_json(ledger, self.path.name)
+        if info["splits"]:
+            write_json_atomic(self.path / INFO_NAME, info)
+        write_json_atomic(self.path / LEDGER_NAME, ledger)
+        self._ledger = ledger
+
+    def _write_errors(self, split: str, errors: list[dict[str, Any]]) -> None:
+        """Replace the ``errors.jsonl`` lines of ``split``; keep the other splits' lines."""
+        path = self.path / ERRORS_NAME
+        kept = []
+        if path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    if json.loads(line).get("split") != split:
+                        kept.append(line)
+                except (ValueError, AttributeError):
+                    continue  # a damaged line: it is rewritten from the ledgers' runs
+        text = "".join(line + "\n" for line in kept)
+        text += "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors)
+        if text or path.exists():
+            durable.write_atomic(path, text.encode())
+
+    # -- deciding what a run does --------------------------------------------------------
+
+    def stage(self, split: str) -> Path:
+        return self.path / STAGE_NAME / split
+
+    def plan(self, fmt: str, identities: dict[str, dict[str, Any]], overwrite: bool,
+             log: Log, classes: Sequence[str] = ()) -> dict[str, SplitPlan]:
+        """Per split: new, resume or complete (see the module docstring); refuses other
+        commands' output unless ``overwrite``, and files in the way that no ledger names."""
+        plans = {split: self._plan_split(split, fmt, ident, overwrite, log)
+                 for split, ident in identities.items()}
+        writing = [s for s, p in plans.items() if p.state != "complete"]
+        self._refuse_strangers(fmt, writing, classes)
+        return plans
+
+    def _plan_split(self, split: str, fmt: str, identity: dict[str, Any], overwrite: bool,
+                    log: Log) -> SplitPlan:
+        journal = Journal(self.path, split)
+        entry = self.ledger()["splits"].get(split)
+        try:
+            state = journal.load()
+        except OutputError:
+            if not overwrite:
+                raise
+            state = None
+        if overwrite:
+            self.remove_split(split)
+            return SplitPlan("new")
+        if state is not None:
+            old = state.header.get("identity", {})
+            if old != identity or state.header.get("format") != fmt:
+                raise self._refusal(split, old, identity, state.header.get("format"), fmt,
+                                    "an interrupted run")
+            return self._recover(split, fmt, state, log)
+        if entry is None:
+            return SplitPlan("new")
+        if entry.get("records_in") and not entry.get("samples_out") and not entry.get("shards"):
+            # a finished run that wrote nothing (every input skipped): nothing to keep, so the
+            # split is done again (a rerun reports the failure again, a fixed input gets in)
+            self.remove_split(split)
+            return SplitPlan("new")
+        if entry.get("identity") != identity or entry.get("format") != fmt:
+            raise self._refusal(split, entry.get("identity"), identity, entry.get("format"),
+                                fmt, "output")
+        if self._intact(entry.get("shards", [])):
+            return SplitPlan("complete")
+        log(f"{split}: a finished shard changed or is missing; writing the split again")
+        self.remove_split(split)
+        return SplitPlan("new")
+
+    def _refusal(self, split: str, old: Any, new: dict[str, Any], old_fmt: Any, fmt: str,
+                 what: str) -> OutputError:
+        return OutputError(
+            f"{self.path} already holds {what} for split {split!r} "
+            f"{describe_difference(old, new, old_fmt, fmt)}; pass --overwrite to replace it, "
+            "or choose another -o")
+
+    def _intact(self, shards: list[dict[str, Any]]) -> bool:
+        """Every shard exists with its recorded size and sha256."""
+        for s in shards:
+            path = self._named(s["name"])
+            if not path.is_file() or path.stat().st_size != s["bytes"]:
+                return False
+            if sha256_file(path) != s["sha256"]:
+                return False
+        return True
+
+    def remove_split(self, split: str) -> None:
+        """Remove exactly what the split's ledger entry and journal name, its stage folder,
+        its journal and its entry (with its lines of errors.jsonl and _info.json)."""
+        journal = Journal(self.path, split)
+        try:
+            state = journal.load()
+        except OutputError:
+            state = None  # damaged: what it named cannot be known; strangers are refused later
+        names = [s["name"] for s in self.ledger()["splits"].get(split, {}).get("shards", [])]
+        if state is not None:
+            names += [str(f.get("name", "")) for f in state.files() if f.get("name")]
+        for name in dict.fromkeys(names):
+            self._remove_named(name)
+        durable.rmtree(self.stage(split))
+        if split in self.ledger()["splits"]:
+            self.commit_removal(split)
+        journal.remove()
+
+    def commit_removal(self, split: str) -> None:
+        from dataprep.io.manifest import write_json_atomic
+
+        self._ledger = None
+        ledger = self.ledger()
+        ledger["splits"].pop(split, None)
+        self._write_errors(split, [])
+        info = info_json(ledger, self.path.name)
+        if (self.path / INFO_NAME).exists():
+            write_json_atomic(self.path / INFO_NAME, info)
+        write_json_atomic(self.path / LEDGER_NAME, ledger)
+        self._ledger = ledger
+
+    def _remove_named(self, name: str) -> None:
+        path = self._named(name)
+        durable.unlink(path)
+        if path.name == "data.mdb":  # an LMDB: its folder and lock file go with it
+            durable.unlink(path.parent / "lock.mdb")
+        for folder in (path.parent, path.parent.parent):
+            if folder != self.path and _inside(str(folder), str(self.path)):
+                try:
+                    folder.rmdir()  # only when empty: nothing else is lost
+                except OSError:
+                    break
+
+    def _refuse_strangers(self, fmt: str, splits: list[str], classes: Sequence[str]) -> None:
+        """Files where these splits' shards go that no ledger entry or journal names."""
+        known = {s["name"] for e in self.ledger()["splits"].values() for s in e.get("shards", [])}
+        for split in splits:
+            try:
+                state = Journal(self.path, split).load()
+            except OutputError:
+                state = None
+            if state is not None:
+                known |= {str(f.get("name")) for f in state.files()}
+        strangers: list[str] = []
+        for split in splits:
+            strangers += [n for n in self._namespace(fmt, split, classes) if n not in known]
+        if strangers:
+            shown = ", ".join(sorted(strangers)[:5])
+            more = f" and {len(strangers) - 5} more" if len(strangers) > 5 else ""
+            raise OutputError(
+                f"{self.path} holds files where this run would write that dataprep did not "
+                f"write there (no dataprep.json entry or journal names them): {shown}{more}; "
+                "move them away, or choose another -o")
+
+    def _namespace(self, fmt: str, split: str, classes: Sequence[str]) -> list[str]:
+        """Names in the folder that look like output of ``split`` in ``fmt``."""
+        if not self.path.is_dir():
+            return []
+        if fmt == "webdataset":
+            pattern = re.compile(rf"{re.escape(split)}-\d+\.tar(\.tmp)?")
+            return [p.name for p in self.path.iterdir() if pattern.fullmatch(p.name)]
+        if fmt == "lmdb":
+            env = self.path / f"{split}.lmdb"
+            found = [f"{split}.lmdb.tmp"] if (self.path / f"{split}.lmdb.tmp").exists() else []
+            if env.is_dir():
+                found += [f"{split}.lmdb/{p.name}" for p in env.iterdir()
+                          if p.name != "lock.mdb"]
+            elif env.exists():
+                found.append(env.name)
+            return found
+        found = []
+        for name in dict.fromkeys(safe_name(str(c)) for c in classes):
+            folder = self.path / name
+            if folder.is_dir():
+                found += [f"{name}/{p.name}" for p in folder.iterdir()]
+            elif folder.exists():
+                found.append(name)
+        return found
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def _recover(self, split: str, fmt: str, state: JournalState, log: Log) -> SplitPlan:
+        for f in state.files():
+            if not self._settle(f):
+                log(f"{split}: {f.get('name')} of the interrupted run is missing or changed; "
+                    "writing the split again")
+                self.remove_split(split)
+                return SplitPlan("new")
+        checkpoints = state.checkpoints
+        if fmt == "lmdb" and state.finish is None:
+            checkpoints = self._lmdb_checkpoints(split, checkpoints)
+        files = [_info(f) for c in checkpoints for f in c.get("files", [])]
+        errors = [e for c in checkpoints for e in c.get("errors", [])]
+        last = checkpoints[-1] if checkpoints else None
+        if state.finish is not None or (last is not None and last.get("final")):
+            if state.finish is not None:
+                entry = {k: v for k, v in state.finish.items() if k != "staged"}
+            else:
+                if fmt == "lmdb":  # the final commit is done: the environment is whole
+                    files = [self._publish_staged_lmdb(split)]
+                entry = finish_entry(state.header, last or {}, files, errors)
+            self.commit(split, entry, errors)
+            Journal(self.path, split).remove()
+            durable.rmtree(self.stage(split))
+            log(f"{split}: the interrupted run had written everything; finished its last step")
+            return SplitPlan("complete", finished_now=True)
+        if last is None:
+            durable.rmtree(self.stage(split))
+            Journal(self.path, split).remove()
+            return SplitPlan("new")
+        if fmt != "lmdb":
+            durable.rmtree(self.stage(split))  # only the unfinished shard was there
+        return SplitPlan("resume", last, files, errors)
+
+    def _settle(self, f: dict[str, Any]) -> bool:
+        """A journaled shard is in place and intact (renamed there now if it was still
+        staged); False when it is neither in place nor staged intact."""
+        info = _info(f)
+        final = self._named(str(f.get("final", info.name)))
+        tmp = self._named(str(f.get("tmp", "")))
+        data_in = Path(info.name).relative_to(Path(str(f.get("final", info.name))))
+
+        def intact(base: Path) -> bool:
+            path = base / data_in if str(data_in) != "." else base
+            return (path.is_file() and path.stat().st_size == info.bytes
+                    and sha256_file(path) == info.sha256)
+
+        if final.exists():
+            return intact(final)
+        if tmp.exists() and intact(tmp):
+            durable.publish(tmp, final)
+            durable.fsync_dir(final.parent)
+            return True
+        return False
+
+    def _publish_staged_lmdb(self, split: str) -> ShardInfo:
+        env = self.stage(split) / f"{split}.lmdb"
+        durable.unlink(env / "lock.mdb")
+        data = env / "data.mdb"
+        info = ShardInfo(f"{split}.lmdb/data.mdb", int(lmdb_committed(env) or 0),
+                         data.stat().st_size, sha256_file(data))
+        self.publish([Staged(env, self.path / f"{split}.lmdb", info)])
+        return info
+
+    def _lmdb_checkpoints(self, split: str, checkpoints: list[dict[str, Any]],
+                          ) -> list[dict[str, Any]]:
+        """The checkpoints up to the one the staged environment's last commit holds (the
+        journal is written before each commit, so it may be one ahead)."""
+        committed = lmdb_committed(self.stage(split) / f"{split}.lmdb")
+        if committed is None:
+            return []
+        for i in range(len(checkpoints) - 1, -1, -1):
+            if checkpoints[i].get("writer", {}).get("count") == committed:
+                done = checkpoints[: i + 1]
+                if done[-1].get("final") and not lmdb_closed(
+                        self.stage(split) / f"{split}.lmdb"):
+                    done = done[:-1]
+                return done
+        return []
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def open_split(self, split: str, header: dict[str, Any], plan: SplitPlan,
+                   writer: Writer) -> SplitOutput:
+        return SplitOutput(self, split, header, plan, writer)
+
+    def publish(self, staged: list[Staged]) -> None:
+        """Rename finished shards into place (never over an existing file) and sync the
+        folders they went to."""
+        for s in staged:
+            durable.publish(s.tmp, s.final)
+        for folder in dict.fromkeys(s.final.parent for s in staged):
+            durable.fsync_dir(folder)
+
+
+def _info(f: dict[str, Any]) -> ShardInfo:
+    try:
+        return ShardInfo(str(f["name"]), int(f["num_samples"]), int(f["bytes"]),
+                         str(f["sha256"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OutputError(f"a journal names a shard without its size or sha256 ({f!r:.80})"
+                          ) from exc
+
+
+def staged_json(out: Path, s: Staged) -> dict[str, Any]:
+    return dict(s.info.to_json(), tmp=str(s.tmp.relative_to(out)),
+                final=str(s.final.relative_to(out)))
+
+
+def lmdb_committed(path: Path) -> int | None:
+    """``__len__`` of the last commit of a staged LMDB environment (None: no usable one)."""
+    import lmdb
+
+    if not (path / "data.mdb").is_file():
+        return None
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False, subdir=True, map_size=0)
+        try:
+            with env.begin() as txn:
+                raw = txn.get(b"__len__")
+        finally:
+            env.close()
+        return int(raw) if raw is not None else None
+    except (lmdb.Error, ValueError):
+        return None
+
+
+def lmdb_closed(path: Path) -> bool:
+    """Whether a staged environment holds its final commit (``__format__`` is written last)."""
+    import lmdb
+
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False, subdir=True, map_size=0)
+        try:
+            with env.begin() as txn:
+                return txn.get(b"__format__") is not None
+        finally:
+            env.close()
+    except lmdb.Error:
+        return False
+
+
+def describe_difference(old: Any, new: dict[str, Any], old_fmt: Any, fmt: str) -> str:
+    """Words for how an existing split's identity differs from this run's."""
+    if not isinstance(old, dict) or "command" not in old:
+        return "written by an earlier version of dataprep"
+    if old.get("command") != new.get("command"):
+        return f"written by `dataprep {old.get('command')}`, not `dataprep {new.get('command')}`"
+    if old_fmt != fmt:
+        return f"in --format {old_fmt}, not {fmt}"
+    a, b = old.get("params", {}), new.get("params", {})
+    changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if changed:
+        shown = ", ".join(f"{k.replace('_', '-')} {a.get(k)!r} -> {b.get(k)!r}"
+                          for k in changed[:4])
+        return f"with other parameters ({shown})"
+    if old.get("records") != new.get("records"):
+        return (f"from other inputs ({old.get('records')} records then, "
+                f"{new.get('records')} now)")
+    return "from other inputs (the same number of records, but files changed since)"
+
+
+def finish_entry(header: dict[str, Any], last: dict[str, Any], files: list[ShardInfo],
+                 errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """A split's ledger entry from its journal header and final counters."""
+    entry = dict(header["entry"])
+    entry.update(identity=header["identity"], format=header["format"],
+                 fingerprint=identity_digest(header["identity"]),
+                 records_in=int(last.get("records_in", 0)),
+                 samples_out=int(last.get("samples_out", 0)), skipped=len(errors),
+                 shards=[f.to_json() for f in files])
+    return entry
+
+
+def identity_digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Counters:
+    records_in: int = 0
+    samples_out: int = 0
+    bytes: int = 0  # encoded image bytes
+
+
+class SplitOutput:
+    """One split being written: its writer, journal, counters and errors. Only the output
+    folder's protocol renames or commits anything (module docstring)."""
+
+    def __init__(self, folder: OutputFolder, split: str, header: dict[str, Any],
+                 plan: SplitPlan, writer: Writer) -> None:
+        self.folder, self.split, self.header, self.writer = folder, split, header, writer
+        self.journal = Journal(folder.path, split)
+        point = plan.point or {}
+        self.counters = Counters(int(point.get("records_in", 0)),
+                                 int(point.get("samples_out", 0)), int(point.get("bytes", 0)))
+        self.files: list[ShardInfo] = list(plan.files)
+        self.errors: list[dict[str, Any]] = list(plan.errors)
+        self._new_errors: list[dict[str, Any]] = []
+        self.resumed_after = int(point.get("next_record", 0)) if plan.point else None
+        if plan.point is None:
+            self.journal.start(header)
+
+    def add(self, index: int, samples: list[Sample] | Any, nbytes: int) -> None:
+        """Write record ``index``'s samples (a checkpoint first, when one is due)."""
+        if self.writer.due(samples):
+            self._checkpoint(index, self.writer.checkpoint(), final=False)
+        self.writer.write_group(samples)
+        self.counters.records_in += 1
+        self.counters.samples_out += len(samples)
+        self.counters.bytes += nbytes
+
+    def skip(self, entry: dict[str, Any]) -> None:
+        """Record ``entry`` (a skipped input) as one record in."""
+        self.counters.records_in += 1
+        self.note(entry)
+
+    def note(self, entry: dict[str, Any]) -> None:
+        """List ``entry`` in errors.jsonl (e.g. a folder the scan could not read)."""
+        self.errors.append(entry)
+        self._new_errors.append(entry)
+
+    def _checkpoint(self, next_record: int, staged: list[Staged], final: bool) -> None:
+        out = self.folder.path
+        self.journal.append({"checkpoint": {
+            "next_record": next_record, "writer": self.writer.state(), "final": final,
+            "records_in": self.counters.records_in, "samples_out": self.counters.samples_out,
+            "bytes": self.counters.bytes, "errors": self._new_errors,
+            "files": [staged_json(out, s) for s in staged]}})
+        self._new_errors = []
+        self.writer.commit()
+        self.folder.publish(staged)
+        self.files += [s.info for s in staged]
+
+    def finish(self, next_record: int) -> dict[str, Any]:
+        """Finish the split: final checkpoint, finish line, renames, ledger commit."""
+        self._checkpoint(next_record, self.writer.finish(), final=True)
+        more = self.writer.finished()
+        entry = finish_entry(self.header, {"records_in": self.counters.records_in,
+                                           "samples_out": self.counters.samples_out},
+                             self.files + [s.info for s in more], self.errors)
+        out = self.folder.path
+        self.journal.append({"finish": dict(entry, staged=[staged_json(out, s) for s in more])})
+        self.folder.publish(more)
+        self.files += [s.info for s in more]
+        self.folder.commit(self.split, entry, self.errors)
+        self.journal.remove()
+        durable.rmtree(self.folder.stage(self.split))
+        try:
+            (out / STAGE_NAME).rmdir()
+        except OSError:
+            pass
+        return entry
+
+    def abort(self) -> None:
+        self.writer.abort()
