@@ -55,8 +55,8 @@ class Journal:
         return self.path.exists()
 
     def load(self) -> JournalState | None:
-        """The journal's content, or None without one. A damaged journal raises
-        :class:`OutputError`."""
+        """The journal's content, or None without one (or with only a torn header). A damaged
+        journal raises :class:`OutputError`."""
         if not self.path.exists():
             return None
         try:
@@ -76,7 +76,9 @@ class Journal:
                 if i == len(raw) - 1 or (i == len(raw) - 2 and raw[-1] == b""):
                     break  # the last line, torn by a kill mid-write
                 raise self.damaged(f"line {i + 1} is not a journal entry ({exc})") from None
-        if not lines or not isinstance(lines[0].get("identity"), dict):
+        if not lines:
+            return None  # killed while its header was written: no shard was journaled yet
+        if not isinstance(lines[0].get("identity"), dict):
             raise self.damaged("it has no header")
         state = JournalState(lines[0])
         for i, line in enumerate(lines[1:], 2):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dataprep.errors import OutputError
 
@@ -22,6 +22,11 @@ def fsync(f: BinaryIO | int) -> None:
         f.flush()
         f = f.fileno()
     os.fsync(f)
+
+
+def sync_lmdb(env: Any) -> None:
+    """Flush an LMDB environment's committed transactions to the disk."""
+    env.sync(True)
 
 
 def fsync_dir(path: str | Path) -> None:

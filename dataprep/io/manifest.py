@@ -21,7 +21,7 @@ MAX_LEDGER_BYTES = 1 << 30  # no ledger dataprep writes is this large
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    durable.write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    durable.write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:

@@ -320,8 +320,6 @@ class LmdbWriter(_StagedWriter):
     def __init__(self, out_dir: str | Path, split: str, classes: list[str] | None = None,
                  commit_every: int = 64, map_size: int = 1 << 28, resume: dict | None = None,
                  stage_dir: str | Path | None = None, **_: object) -> None:
-        import lmdb
-
         super().__init__(out_dir, split, stage_dir)
         self.final = self.out_dir / f"{split}.lmdb"
         self.tmp = self.stage / f"{split}.lmdb"
@@ -329,13 +327,18 @@ class LmdbWriter(_StagedWriter):
             durable.rmtree(self.tmp)
         # resumed: map_size 0 keeps the size the environment had grown to (its meta pages
         # then stay those of an uninterrupted run)
-        self.env = lmdb.open(str(self.tmp), map_size=0 if resume else map_size, subdir=True,
-                             lock=True, metasync=False, sync=False)
+        self.env = self._open_env(0 if resume else map_size)
         self.classes = classes or []
         self.commit_every = commit_every
         self.pending: list[tuple[bytes, bytes]] = []
         self.count = self.committed = int((resume or {}).get("count", 0))
         self._open = True
+
+    def _open_env(self, map_size: int) -> Any:
+        import lmdb
+
+        return lmdb.open(str(self.tmp), map_size=map_size, subdir=True, lock=True,
+                         metasync=False, sync=False)
 
     def _put_all(self, items: list[tuple[bytes, bytes]]) -> None:
         import lmdb
@@ -379,7 +382,12 @@ class LmdbWriter(_StagedWriter):
         self._put_all(self.pending)
         self.pending = []
         self.committed = self.count
-        self.env.sync(True)
+        durable.sync_lmdb(self.env)
+        # reopened after every commit, as a resumed run reopens it: LMDB keeps free-page
+        # lists of an open environment in memory, so without this a resumed run would place
+        # pages elsewhere and write other bytes
+        self.env.close()
+        self.env = self._open_env(0)
 
     def finish(self) -> list[Staged]:
         self.pending += [

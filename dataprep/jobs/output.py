@@ -227,10 +227,20 @@ class OutputFolder:
     def stage(self, split: str) -> Path:
         return self.path / STAGE_NAME / split
 
+    def drop_stage(self, split: str) -> None:
+        """Remove a split's stage folder (and the stage root once no split uses it)."""
+        durable.rmtree(self.stage(split))
+        try:
+            (self.path / STAGE_NAME).rmdir()
+        except OSError:
+            pass
+
     def plan(self, fmt: str, identities: dict[str, dict[str, Any]], overwrite: bool,
              log: Log, classes: Sequence[str] = ()) -> dict[str, SplitPlan]:
         """Per split: new, resume or complete (see the module docstring); refuses other
         commands' output unless ``overwrite``, and files in the way that no ledger names."""
+        for name in (LEDGER_NAME, INFO_NAME, ERRORS_NAME):  # write_atomic's own temp names
+            durable.unlink(self.path / f".{name}.tmp")
         plans = {split: self._plan_split(split, fmt, ident, overwrite, log)
                  for split, ident in identities.items()}
         writing = [s for s, p in plans.items() if p.state != "complete"]
@@ -250,7 +260,10 @@ class OutputFolder:
         if overwrite:
             self.remove_split(split)
             return SplitPlan("new")
-        if state is not None:
+        if state is None:  # without a journal (or with a torn header) nothing can resume
+            journal.remove()
+            self.drop_stage(split)
+        else:
             old = state.header.get("identity", {})
             if old != identity or state.header.get("format") != fmt:
                 raise self._refusal(split, old, identity, state.header.get("format"), fmt,
@@ -302,7 +315,7 @@ class OutputFolder:
             names += [str(f.get("name", "")) for f in state.files() if f.get("name")]
         for name in dict.fromkeys(names):
             self._remove_named(name)
-        durable.rmtree(self.stage(split))
+        self.drop_stage(split)
         if split in self.ledger()["splits"]:
             self.commit_removal(split)
         journal.remove()
@@ -402,15 +415,15 @@ class OutputFolder:
                 entry = finish_entry(state.header, last or {}, files, errors)
             self.commit(split, entry, errors)
             Journal(self.path, split).remove()
-            durable.rmtree(self.stage(split))
+            self.drop_stage(split)
             log(f"{split}: the interrupted run had written everything; finished its last step")
             return SplitPlan("complete", finished_now=True)
         if last is None:
-            durable.rmtree(self.stage(split))
+            self.drop_stage(split)
             Journal(self.path, split).remove()
             return SplitPlan("new")
         if fmt != "lmdb":
-            durable.rmtree(self.stage(split))  # only the unfinished shard was there
+            self.drop_stage(split)  # only the unfinished shard was there
         return SplitPlan("resume", last, files, errors)
 
     def _settle(self, f: dict[str, Any]) -> bool:
@@ -626,11 +639,7 @@ class SplitOutput:
         self.files += [s.info for s in more]
         self.folder.commit(self.split, entry, self.errors)
         self.journal.remove()
-        durable.rmtree(self.folder.stage(self.split))
-        try:
-            (out / STAGE_NAME).rmdir()
-        except OSError:
-            pass
+        self.folder.drop_stage(self.split)
         return entry
 
     def abort(self) -> None:
