@@ -91,7 +91,8 @@ def check_values(table: dict[str, Any], command: Any, where: str, ctx: Any = Non
             continue
         try:
             param.type_cast_value(ctx or click.Context(command), value)
-        except (click.BadParameter, TypeError, ValueError, OverflowError) as exc:
+        except (click.BadParameter, TypeError, ValueError, OverflowError, AttributeError) as exc:
+            # click converts from text: a TOML float for a flag fails inside it (AttributeError)
             detail = exc.message if isinstance(exc, click.BadParameter) else str(exc)
             raise UsageError(f"{where}: {key} = {value!r:.80} is not valid ({detail}); "
                              f"expected {_expected(param)}") from None
