@@ -75,8 +75,9 @@ def record_inputs(h: Any, r: Record, mode: str) -> None:
 
 
 def shard_inputs(files: Sequence[str], mode: str) -> str:
-    """Digest of streamed shard inputs: every shard's name and size and, when a ledger beside
-    it lists it, its recorded sha256 (``content``: the sha256 of its bytes)."""
+    """Digest of streamed shard inputs: every shard's name, size and modification time and,
+    when a ledger beside it lists it, its recorded sha256 (``content``: also the sha256 of its
+    bytes)."""
     from dataprep.io.manifest import read_json
 
     h = hashlib.sha256()
@@ -93,7 +94,7 @@ def shard_inputs(files: Sequence[str], mode: str) -> str:
         rel = name if not name.endswith("data.mdb") else os.path.basename(folder) + "/" + name
         recorded = ledgers.get(folder, {}).get(rel) or ledgers.get(
             os.path.dirname(folder), {}).get(rel, "")
-        h.update(f"{path}\t{_file_identity(path, 'stat').split(':')[0]}\t{recorded}\t"
+        h.update(f"{path}\t{_file_identity(path, 'stat')}\t{recorded}\t"
                  f"{_file_identity(path, 'content') if mode == 'content' else ''}\n".encode())
     return h.hexdigest()
 

@@ -120,11 +120,12 @@ def check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int |
 def verify(out_dir: str | Path, *, jobs: int | None = None, decode: bool = True) -> VerifyReport:
     """Check every shard of ``out_dir`` against ``dataprep.json`` and ``_info.json``."""
     out = Path(out_dir)
-    if not (out / LEDGER_NAME).exists():
-        raise UsageError(f"{out} has no {LEDGER_NAME}; verify checks output written by dataprep"
-                         + ("; a run was interrupted there: run the same command again to "
-                            "finish it" if list(out.glob(".journal-*.jsonl")) else ""))
     with OutputFolder(out).locked(create=False, shared=True):
+        if not (out / LEDGER_NAME).exists():
+            raise UsageError(
+                f"{out} has no {LEDGER_NAME}; verify checks output written by dataprep"
+                + ("; a run was interrupted there: run the same command again to finish it"
+                   if list(out.glob(".journal-*.jsonl")) else ""))
         report = VerifyReport(str(out))
         report.problems += _leftovers(out)
         try:

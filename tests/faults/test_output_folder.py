@@ -1,0 +1,248 @@
+"""The output folder as a hostile user meets it: --overwrite never deletes what dataprep did not
+write, -o never overlaps the inputs, changed inputs are noticed, the folder sink keeps a ledger,
+and verify proves what it says (tampered ledgers, leftovers, damaged files are findings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dataprep.cli import cli
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    for i in range(8):
+        folder = root / ("cat" if i % 2 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (48 + i, 40), (30 * i, 90, 200 - 20 * i)).save(folder / f"p{i}.png")
+    return root
+
+
+def resize_args(src: Path, out: Path, *extra: str) -> list[str | Path]:
+    return ["resize", src, "-o", out, "--short-side", "32", "--jobs", "1", "--max-count", "3",
+            *extra]
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".dataprep.lock"}
+
+
+# -- --overwrite deletes only what the ledger names -------------------------------------------
+
+
+def test_overwrite_refuses_a_folder_of_look_alike_files_without_a_ledger(images, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train-000000.tar").write_bytes(b"my own archive")
+    (out / "train-000007.tar.tmp").mkdir()
+    (out / "train-000007.tar.tmp" / "keep.txt").write_text("mine")
+    before = files(out)
+    code, output = invoke(*resize_args(images, out, "--overwrite"))
+    assert code == 1
+    assert "dataprep did not write there" in output and "train-000000.tar" in output
+    assert files(out) == before
+
+
+def test_overwrite_removes_exactly_the_old_shards_and_keeps_other_files(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    (out / "notes.txt").write_text("keep me")
+    old = sorted(p.name for p in out.glob("*.tar"))
+    assert len(old) == 3
+    code, output = invoke(*resize_args(images, out, "--max-count", "100", "--overwrite"))
+    assert code == 0, output
+    assert sorted(p.name for p in out.glob("*.tar")) == ["train-000000.tar"]
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert invoke("verify", out)[0] == 0
+
+
+def test_a_stranger_among_the_shards_is_refused_by_name_even_with_overwrite(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    (out / "train-000042.tar").write_bytes(b"someone else's")
+    code, output = invoke(*resize_args(images, out, "--short-side", "30", "--overwrite"))
+    assert code == 1 and "train-000042.tar" in output
+    assert (out / "train-000042.tar").read_bytes() == b"someone else's"
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "holds"])
+def test_an_output_overlapping_the_input_is_refused_before_any_work(images, tmp_path, where):
+    packed = tmp_path / "packed"
+    assert invoke("shard", images, "-o", packed, "--jobs", "1")[0] == 0
+    before = files(packed)
+    out = {"same": packed, "inside": packed / "sub", "holds": tmp_path}[where]
+    code, output = invoke("shard", packed, "-o", out, "--overwrite", "--jobs", "1")
+    assert code == 1 and "the run would write where it reads" in output
+    assert files(packed) == before
+    assert not (packed / "sub").exists()
+
+
+def test_a_list_file_naming_images_inside_the_output_is_refused(images, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(images, out / "imgs")
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{p} {p.parent.name}\n" for p in sorted(out.rglob("*.png"))))
+    code, output = invoke(*resize_args(listing, out))
+    assert code == 1 and "holds the input" in output
+
+
+@pytest.mark.parametrize("name", ["t*", "../x", "a b", "val.1"])
+def test_split_names_are_letters_digits_dash_and_underscore(images, tmp_path, name):
+    code, output = invoke(*resize_args(images, tmp_path / "out", "--split", name,
+                                       "--overwrite"))
+    assert code != 0 and "split name" in output
+    assert not (tmp_path / "out").exists()
+
+
+# -- inputs that change -----------------------------------------------------------------------
+
+
+def test_a_changed_input_is_noticed_and_named(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    Image.new("RGB", (60, 44), (1, 2, 3)).save(images / "cat" / "p1.png")
+    code, output = invoke(*resize_args(images, out))
+    assert code == 1 and "split 'train' from other inputs" in output and "--overwrite" in output
+
+
+def test_same_size_and_mtime_needs_the_content_fingerprint(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out, "--fingerprint", "content"))[0] == 0
+    target = images / "dog" / "p0.png"
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0x01  # inside the last chunk's CRC: same size
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert invoke(*resize_args(images, out))[0] == 1  # stat mode: another identity anyway
+    code, output = invoke(*resize_args(images, out, "--fingerprint", "content"))
+    assert code == 1 and "files changed since" in output
+
+
+def test_a_streamed_shard_source_is_identified_by_every_shard(images, tmp_path):
+    packed, out = tmp_path / "packed", tmp_path / "out"
+    assert invoke("shard", images, "-o", packed, "--max-count", "2", "--jobs", "1")[0] == 0
+    assert invoke("shard", packed, "-o", out, "--jobs", "1")[0] == 0
+    code, output = invoke("shard", packed, "-o", out, "--jobs", "1")
+    assert code == 0 and "already complete" in output
+    last = sorted(packed.glob("train-*.tar"))[-1]  # far past the first records
+    other = tmp_path / "other"
+    assert invoke("shard", images, "-o", other, "--max-count", "2", "--jobs", "1",
+                  "--reencode", "--quality", "50")[0] == 0
+    shutil.copy(other / last.name, last)
+    code, output = invoke("shard", packed, "-o", out, "--jobs", "1")
+    assert code == 1 and "from other inputs" in output
+
+
+# -- the folder sink ---------------------------------------------------------------------------
+
+
+def test_folder_output_has_a_file_ledger_that_verify_checks(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out, "--format", "folder"))[0] == 0
+    ledger = json.loads((out / "dataprep.json").read_text())["splits"]["train"]
+    assert sorted(s["name"] for s in ledger["shards"]) == sorted(
+        str(p.relative_to(out)) for p in out.glob("*/*") if p.parent.name in ("cat", "dog"))
+    assert len(ledger["shards"]) == 8
+    assert invoke("verify", out)[0] == 0
+    shutil.rmtree(out / "cat")
+    code, output = invoke("verify", out)
+    assert code == 1 and "missing" in output
+    code, output = invoke(*resize_args(images, out, "--format", "folder"))
+    assert code == 0 and "already complete" not in output
+    assert invoke("verify", out)[0] == 0 and (out / "cat").is_dir()
+
+
+def test_folder_overwrite_removes_the_old_files_and_refuses_strangers(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out, "--format", "folder"))[0] == 0
+    code, _ = invoke(*resize_args(images, out, "--format", "folder", "--short-side", "20",
+                                  "--image-format", "jpg", "--overwrite"))
+    assert code == 0
+    assert not list(out.rglob("*.png")) and len(list(out.rglob("*.jpg"))) == 8
+    (out / "cat" / "mine.jpg").write_bytes(b"user data")
+    code, output = invoke(*resize_args(images, out, "--format", "folder", "--overwrite"))
+    assert code == 1 and "cat/mine.jpg" in output
+    assert (out / "cat" / "mine.jpg").read_bytes() == b"user data"
+
+
+def test_two_classes_that_share_a_folder_name_are_an_error_before_any_work(tmp_path):
+    root = tmp_path / "images"
+    for i, name in enumerate(("cat dog", "cat_dog")):
+        (root / name).mkdir(parents=True)
+        Image.new("RGB", (40, 40)).save(root / name / f"{i}.png")
+    code, output = invoke(*resize_args(root, tmp_path / "out", "--format", "folder"))
+    assert code == 1 and "'cat dog'" in output and "'cat_dog'" in output
+    assert not (tmp_path / "out").exists()
+
+
+# -- verify proves what it says ----------------------------------------------------------------
+
+
+def _tamper_info(out: Path, change) -> None:
+    info = json.loads((out / "_info.json").read_text())
+    change(info["splits"]["train"])
+    (out / "_info.json").write_text(json.dumps(info))
+
+
+TAMPERINGS = {
+    "a shard listed twice in _info.json": lambda out: _tamper_info(
+        out, lambda s: s.update(filenames=s["filenames"] + s["filenames"][:1],
+                                shard_lengths=s["shard_lengths"] + s["shard_lengths"][:1])),
+    "a wrong num_samples": lambda out: _tamper_info(out, lambda s: s.update(num_samples=99)),
+    "a ledger emptied of its splits": lambda out: (out / "dataprep.json").write_text(
+        json.dumps({"dataprep_version": "0", "splits": {}})),
+    "a leftover temporary ledger": lambda out: (out / ".dataprep.json.tmp").write_text("{"),
+    "a damaged ledger": lambda out: (out / "dataprep.json").write_text("{not json"),
+    "a ledger that is not a table": lambda out: (out / "dataprep.json").write_text("[1, 2]"),
+    "a damaged journal": lambda out: (out / ".journal-train.jsonl").write_bytes(b"\xff\x00x\n1\n"),
+    "a shard of no ledger": lambda out: shutil.copy(out / "train-000000.tar",
+                                                    out / "val-000000.tar"),
+    "a truncated shard": lambda out: (out / "train-000001.tar").write_bytes(
+        (out / "train-000001.tar").read_bytes()[:1000]),
+    "a stage folder": lambda out: (out / ".dataprep-tmp" / "train").mkdir(parents=True),
+}
+
+
+@pytest.mark.parametrize("what", sorted(TAMPERINGS))
+def test_verify_fails_on_tampering_with_a_finding_not_a_traceback(images, tmp_path, what):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    assert invoke("verify", out)[0] == 0
+    TAMPERINGS[what](out)
+    code, output = invoke("verify", out)
+    assert code == 1, output
+    assert "OK:" not in output
+
+
+def test_a_damaged_ledger_or_journal_is_one_line_on_rerun_and_overwrite_recovers_the_journal(
+        images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    (out / ".journal-train.jsonl").write_bytes(b"garbage\nmore garbage\n")
+    code, output = invoke(*resize_args(images, out))
+    assert code == 1 and ".journal-train.jsonl is damaged" in output
+    code, output = invoke(*resize_args(images, out, "--overwrite"))
+    assert code == 0, output
+    assert invoke("verify", out)[0] == 0
+    (out / "dataprep.json").write_text("{\"splits\": ")
+    for extra in ((), ("--overwrite",)):
+        code, output = invoke(*resize_args(images, out, *extra))
+        assert code == 1 and "dataprep.json is damaged" in output
