@@ -195,8 +195,8 @@ def to_sample(d: dict[str, Any]) -> Sample:
     """A raw WebDataset sample dict as a :class:`Sample` (first image field wins).
 
     Its ``.json`` must be a JSON object and its label (``.cls``, else the json's ``label``)
-    an int in ``0..MAX_CLASSES-1`` (-1 when it has neither); anything else, and a sample
-    without an image, is a :class:`ShardError` naming the shard and the key."""
+    an int in ``0..MAX_CLASSES-1`` (-1: unlabelled, also when it has neither); anything else,
+    and a sample without an image, is a :class:`ShardError` naming the shard and the key."""
     where = f"{d.get('__url__')}: sample {d.get('__key__')!r:.120}"
     ext = image_field(d)
     if ext is None:
@@ -205,21 +205,30 @@ def to_sample(d: dict[str, Any]) -> Sample:
     if "cls" in d:
         cls = parse_cls(d["cls"], where)
     else:
-        cls = check_label(meta["label"], where, ShardError) if "label" in meta else -1
+        cls = _json_label(meta["label"], where) if "label" in meta else UNLABELLED
     return Sample(key=d["__key__"], image=d[ext], ext="jpg" if ext == "jpeg" else ext,
                   cls=cls, meta=meta)
 
 
 _CLS = re.compile(rb"\s*([0-9]{1,18})\s*")
+UNLABELLED = -1  # the label of a sample that has none (dataprep writes it as "-1")
 
 
 def parse_cls(raw: bytes | None, where: str) -> int:
-    """A ``.cls`` member or LMDB entry (ASCII digits) as a label in ``0..MAX_CLASSES-1``."""
+    """A ``.cls`` member or LMDB entry (ASCII digits) as a label in ``0..MAX_CLASSES-1``, or
+    ``-1``, the mark of an unlabelled sample."""
+    if raw is not None and raw.strip() == b"-1":
+        return UNLABELLED
     m = _CLS.fullmatch(raw or b"")
     if m is None:
         raise ShardError(f"{where}: label {raw!r:.80} is not a class index; expected ASCII "
-                         f"digits of an integer from 0 to {MAX_CLASSES - 1:,}")
+                         f"digits of an integer from 0 to {MAX_CLASSES - 1:,} (or -1: none)")
     return check_label(int(m.group(1)), where, ShardError)
+
+
+def _json_label(value: Any, where: str) -> int:
+    return UNLABELLED if value == UNLABELLED and type(value) is int else check_label(
+        value, where, ShardError)
 
 
 def _json(raw: bytes, where: str) -> Any:
@@ -336,7 +345,7 @@ def _lmdb_sample(txn: Any, i: int, path: str) -> Sample:
     if not isinstance(key, str) or ext not in IMAGE_FIELDS:
         raise ShardError(f"{where}: metadata key {key!r:.80} / ext {ext!r:.20} is not a key "
                          f"and one of {', '.join(IMAGE_FIELDS)}; the LMDB is damaged")
-    label = parse_cls(cls, where) if cls is not None else -1
+    label = parse_cls(cls, where) if cls is not None else UNLABELLED
     return Sample(key=key, image=image, ext="jpg" if ext == "jpeg" else ext, cls=label, meta=m)
 
 

@@ -47,7 +47,7 @@ def errors_of(out: Path) -> list[dict]:
 
 @pytest.mark.parametrize("member, data, words", [
     ("k.cls", b"x", "label b'x' is not a class index"),
-    ("k.cls", b"-1", "label b'-1' is not a class index"),
+    ("k.cls", b"-2", "label b'-2' is not a class index"),
     ("k.cls", b"1000000000", "label 1000000000 is not a class index"),
     ("k.json", b"{not json", "metadata is not JSON"),
     ("k.json", b"[1, 2]", "metadata is a JSON list, not an object"),
@@ -63,6 +63,17 @@ def test_hostile_members_are_one_line_errors_naming_shard_and_key(
     [line] = result.output.strip().splitlines()
     assert line.startswith(f"Error: {shard}: sample 'k'"), line
     assert words in line
+
+
+def test_unlabelled_samples_round_trip(tmp_path: Path) -> None:
+    """-1 marks a sample without a label; dataprep writes it, so it reads it back."""
+    write_tar(tmp_path / "in" / "train-000000.tar", [("a.jpg", jpeg()), ("b.jpg", jpeg()),
+                                                     ("b.json", b'{"label": -1}')])
+    out = tmp_path / "out"
+    assert run("shard", str(tmp_path / "in"), "-o", str(out)).exit_code == 0
+    again = run("shard", str(out), "-o", str(tmp_path / "again"))
+    assert again.exit_code == 0, again.output
+    assert run("verify", str(tmp_path / "again")).exit_code == 0
 
 
 def test_a_sample_without_an_image_is_a_counted_skip(tmp_path: Path) -> None:
