@@ -482,6 +482,10 @@ def scan(src: str | Path, root: str | Path | None = None, split: str | None = No
     if not p.exists():
         raise SourceError(f"{s} does not exist; expected an image folder, a list file, a "
                           ".jsonl manifest, a WebDataset directory or an LMDB")
+    if not p.is_file() and not p.is_dir():  # a FIFO, device or socket: never opened
+        from dataprep.io.files import not_regular_reason
+
+        raise SourceError(not_regular_reason(s, p.stat().st_mode))
     if p.is_file():
         if p.suffix == ".jsonl":
             return scan_manifest(p, packed)

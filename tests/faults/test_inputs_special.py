@@ -223,3 +223,30 @@ def test_max_aspect_flag_is_checked(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Invalid value for '--max-aspect'" in proc.stderr
     clean(proc)
+
+
+@pytest.mark.parametrize("verb", ["split", "resize"])
+def test_fifo_as_the_source_is_refused_unopened(tmp_path: Path, verb: str) -> None:
+    os.mkfifo(tmp_path / "list.txt")
+    proc = dataprep(verb, str(tmp_path / "list.txt"), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    clean(proc)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"Error: {tmp_path}/list.txt: not a regular file (fifo); "
+                                   "only regular files are read: replace it with the file "
+                                   "itself or remove it")
+
+
+def test_fifo_as_side_files_is_refused_unopened(photos_with: Path, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "stats.json")
+    proc = dataprep("tencrop", str(photos_with), "-o", str(tmp_path / "out"), "--short-side",
+                    "32", "--crop", "24", "--pca-lighting", "0.1", "--stats",
+                    str(tmp_path / "stats.json"), cwd=tmp_path)
+    clean(proc)
+    assert proc.returncode != 0
+    assert "stats.json: not a regular file (fifo)" in proc.stderr
+    os.mkfifo(tmp_path / "r.toml")
+    proc = dataprep("tencrop", str(photos_with), "-o", str(tmp_path / "out"), "--recipe",
+                    str(tmp_path / "r.toml"), cwd=tmp_path)
+    clean(proc)
+    assert proc.returncode == 2
+    assert "r.toml: not a regular file (fifo)" in proc.stderr
