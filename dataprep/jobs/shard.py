@@ -23,7 +23,7 @@ from dataprep.io.decode import (
     record_bytes,
 )
 from dataprep.io.scan import scan
-from dataprep.jobs.common import Log, run_job
+from dataprep.jobs.common import Log, run_job, source_inputs
 from dataprep.records import Record, Sample
 from dataprep.report import Report
 from dataprep.runner import prestart
@@ -121,15 +121,16 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
     prestart(jobs)
     source = scan(src, root=root, split=None)
     if source.records is None and not (shuffle or balance):
-        # shards in, shards out: stream, so memory does not grow with the source; re-packing
-        # is I/O bound (the bytes would only travel through workers) unless views are expanded
+        # shards in, shards out: stream, so memory does not grow with the source; the workers
+        # decode every image whole before it is stored
         stream = (replace(r, split=split) for r in source) if split else source
         splits = [split] if split else sorted({s or "train" for s in source.splits or []})
         return run_job("shard", stream, task, out, fmt=fmt, classes=source.classes,
                        params=params, splits=splits or ["train"],
-                       jobs=jobs if expand_views else 1, on_error=on_error,
+                       jobs=jobs, on_error=on_error,
                        overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
-                       total=source.num_records, max_disk=max_disk, dry_run=dry_run, log=log)
+                       total=source.num_records, max_disk=max_disk, dry_run=dry_run, log=log,
+                       **source_inputs(source))
     records: list[Record] = list(source)  # shuffling and balancing need the whole list
     if split:
         records = [replace(r, split=split) for r in records]
@@ -145,9 +146,7 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
         random.Random(seed).shuffle(order)
         records = [records[i] for i in order]
     splits = sorted({r.split or "train" for r in records})
-    # Re-packing existing shards is I/O bound; the bytes would only travel through workers.
-    n_jobs = 1 if source.kind in ("webdataset", "lmdb") and not expand_views else jobs
     return run_job("shard", records, task, out, fmt=fmt, classes=source.classes, params=params,
-                   splits=splits, jobs=n_jobs, on_error=on_error, overwrite=overwrite,
+                   splits=splits, jobs=jobs, on_error=on_error, overwrite=overwrite,
                    max_count=max_count, max_bytes=max_bytes, max_disk=max_disk,
-                   dry_run=dry_run, log=log)
+                   dry_run=dry_run, log=log, **dict(source_inputs(source), stream_files=None))

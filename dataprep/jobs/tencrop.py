@@ -21,7 +21,7 @@ from dataprep.io.decode import (
     record_bytes,
 )
 from dataprep.io.scan import scan
-from dataprep.jobs.common import Log, run_job
+from dataprep.jobs.common import Log, run_job, source_inputs
 from dataprep.ops.augment import Augment
 from dataprep.ops.crop import VIEW_NAMES, ten_crop
 from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
@@ -173,8 +173,10 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
          extra_params: dict[str, Any] | None = None) -> Report:
     stream_splits: list[str] = []
     prestart(jobs)
+    inputs: dict[str, Any] = {"inputs": [str(src)]}
     if records is None:
         source = scan(src, root=root)
+        inputs = source_inputs(source)
         classes = source.classes
         recs: list[Record] | Iterable[Record] = (
             source.records if source.records is not None else source)
@@ -199,7 +201,7 @@ def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fm
     return run_job(command, recs, task, out, fmt=fmt, classes=classes or [], params=params,
                    splits=splits, jobs=jobs, on_error=on_error, overwrite=overwrite,
                    max_count=max_count, max_bytes=max_bytes, total=total, max_disk=max_disk,
-                   dry_run=dry_run, log=log)
+                   dry_run=dry_run, log=log, **inputs)
 
 
 def resize(src: str | Path, out: str | Path, *, short_side: int = 256, fmt: str = "webdataset",
