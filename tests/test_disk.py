@@ -63,10 +63,16 @@ def _can_mount() -> bool:
 
 
 @pytest.mark.skipif(not _can_mount(), reason="needs unshare -m and mount (root or user namespaces)")
-def test_disk_full_mid_run_stops_cleanly_and_resumes_once_space_is_free(tmp_path):
+@pytest.mark.parametrize("fmt", ["webdataset", "lmdb"])
+def test_disk_full_mid_run_stops_cleanly_and_resumes_once_space_is_free(fmt, tmp_path):
     reference = tmp_path / "reference"
     args = ["tencrop", str(PHOTOS), "--short-side", "160", "--crop", "128", "--exact",
-            "--image-format", "png", "--max-count", "10", "--jobs", "1"]
+            "--image-format", "png", "--max-count", "10", "--jobs", "1", "--format", fmt]
+    # the run is well under way: a second shard finished, or the LMDB past its first commits
+    started = ("os.path.exists(os.path.join(out, 'train-000001.tar'))" if fmt == "webdataset"
+               else "os.path.getsize(os.path.join(out, '.dataprep-tmp', 'train', 'train.lmdb', "
+                    "'data.mdb')) > 1 << 20 if os.path.exists(os.path.join(out, '.dataprep-tmp', "
+                    "'train', 'train.lmdb', 'data.mdb')) else False")
     ref = subprocess.run([sys.executable, "-m", "dataprep", *args, "-o", str(reference)],
                          capture_output=True, text=True, timeout=120)
     assert ref.returncode == 0, ref.stderr
@@ -78,7 +84,7 @@ def test_disk_full_mid_run_stops_cleanly_and_resumes_once_space_is_free(tmp_path
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt], check=True)
         cmd = [sys.executable, "-m", "dataprep", *{args!r}, "-o", out]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        while not os.path.exists(os.path.join(out, "train-000001.tar")):
+        while not ({started}):
             assert proc.poll() is None, "finished before the disk could be filled"
             time.sleep(0.01)
         with open(os.path.join(mnt, "filler"), "wb") as f:  # another program fills the disk
@@ -109,12 +115,15 @@ def test_disk_full_mid_run_stops_cleanly_and_resumes_once_space_is_free(tmp_path
     assert "Traceback" not in first
     after = keep / "after_failure"
     assert not [p for p in after.iterdir() if p.name.endswith(".tmp")]  # no partial shard
+    assert not (after / "train.lmdb").exists()  # an LMDB is in place only when complete
     for tar in sorted(after.glob("*.tar")):  # whatever looks finished is whole
         assert tar.read_bytes() == (reference / tar.name).read_bytes()
     assert lines["SECOND"].startswith("SECOND 0"), lines["SECOND"]
     assert "resumed after" in lines["SECOND"]
     final = keep / "final"
-    for tar in sorted(reference.glob("*.tar")):
-        assert (final / tar.name).read_bytes() == tar.read_bytes()
-    assert sorted(p.name for p in final.glob("*.tar")) == sorted(
-        p.name for p in reference.glob("*.tar"))
+    done = sorted(p.relative_to(reference) for p in reference.rglob("*") if p.is_file()
+                  and p.suffix in (".tar", ".mdb"))
+    assert done and done == sorted(p.relative_to(final) for p in final.rglob("*")
+                                   if p.is_file() and p.suffix in (".tar", ".mdb"))
+    for name in done:
+        assert (final / name).read_bytes() == (reference / name).read_bytes(), name
