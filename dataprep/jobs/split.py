@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from dataprep.errors import UsageError
+from dataprep.io import durable
 from dataprep.io.manifest import write_json_atomic
 from dataprep.io.scan import scan
+from dataprep.jobs.output import OutputFolder
 from dataprep.ops.rng import stable_rank
 from dataprep.records import Record, gc_paused
 
@@ -185,6 +188,18 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
         splits["train"].sort(key=lambda r: (r.label, r.key))
         notes = balance_lines(before, splits["train"], balance)
     out_dir = Path(out)
+    OutputFolder(out_dir).check_target()
+    with OutputFolder(out_dir).locked():  # one split at a time writes into a folder
+        return _write_split(out_dir, splits, source, src, overwrite, notes, ratio=ratio,
+                            test_ratio=test_ratio, seed=seed, per_class_limit=per_class_limit,
+                            group_by=group_by, balance=balance)
+
+
+def _write_split(out_dir: Path, splits: dict[str, list[Record]], source: Any, src: str | Path,
+                 overwrite: bool, notes: list[str], *, ratio: float, test_ratio: float,
+                 seed: int, per_class_limit: int | None, group_by: str | None,
+                 balance: str | None) -> SplitResult:
+    """Write the manifests, classes.json and the split's dataprep.json (under the lock)."""
     names = list(splits)
     text = {n: "".join(manifest_line(r) for r in recs) for n, recs in splits.items()}
     existing = [n for n in names if (out_dir / f"{n}.jsonl").exists()]
@@ -193,11 +208,9 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
                and (out_dir / f"{n}.jsonl").read_text() == text[n] for n in names)
     if existing and not overwrite and not same:
         raise UsageError(f"{out_dir} already holds a split; pass --overwrite to replace it")
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
-        tmp = out_dir / f".{name}.jsonl.tmp"
-        tmp.write_text(text[name])
-        tmp.replace(out_dir / f"{name}.jsonl")
+        durable.write_atomic(out_dir / f"{name}.jsonl", text[name].encode("utf-8",
+                                                                         "surrogatepass"))
     write_json_atomic(out_dir / "classes.json", {c: i for i, c in enumerate(source.classes)})
     result = SplitResult(splits, source.classes, out_dir=str(out_dir), notes=notes)
     per_class = {n: Counter(r.label for r in splits[n]) for n in names}
