@@ -97,13 +97,13 @@ class Journal:
             "dataprep.json name)")
 
     def start(self, header: dict[str, Any]) -> None:
-        with open(self.path, "wb") as f:
+        with durable.open_new(self.path) as f:
             f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
             durable.fsync(f)
         durable.fsync_dir(self.path.parent)
 
     def append(self, entry: dict[str, Any]) -> None:
-        with open(self.path, "ab") as f:
+        with durable.open_new(self.path, append=True) as f:
             f.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
             durable.fsync(f)
 

@@ -75,8 +75,17 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     of the folder. A crash leaves the old file (or none) and at most ``.{name}.tmp``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    unlink(tmp)  # a leftover (or a planted link): never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with open(fd, "wb") as f:
         f.write(data)
         fsync(f)
     replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def open_new(path: str | Path, append: bool = False) -> BinaryIO:
+    """Open a file of dataprep's own for writing without following a link planted there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    return open(os.open(path, flags, 0o644), "ab" if append else "wb")

@@ -311,9 +311,7 @@ def _run(command: str, out: OutputFolder, records: Any, task: Task,
         plan = plans.get(split) or SplitPlan("new")
         header = {"identity": idents.get(split) or idents[splits[0]], "format": fmt,
                   "entry": base}
-        stage = out.stage(split)
-        if plan.state == "new":
-            stage.mkdir(parents=True, exist_ok=True)
+        stage = out.make_stage(split)
         writer = make_writer(fmt, out.path, split, max_count=max_count,
                              max_bytes=max_bytes, classes=classes,
                              resume=(plan.point or {}).get("writer") if plan.point else None,

@@ -150,7 +150,11 @@ class OutputFolder:
             yield
             return
         flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
-        fd = os.open(lock, flags | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(lock, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{lock}: cannot open the folder's lock file ({exc.strerror}); "
+                              "it must be a plain file dataprep can write") from exc
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -186,7 +190,17 @@ class OutputFolder:
         if not parts or Path(name).is_absolute() or ".." in parts:
             raise OutputError(f"{self.path / LEDGER_NAME} names {name!r}, which is not a path "
                               "inside the folder; the ledger is damaged or was edited")
-        return self.path / name
+        path = self.path / name
+        self.check_inside(path)
+        return path
+
+    def check_inside(self, path: Path) -> None:
+        """``path``'s folder is this folder or below it once links are resolved: dataprep
+        never writes or deletes through a link that leads out of -o."""
+        root = os.path.realpath(self.path)
+        if not _inside(os.path.realpath(path.parent), root):
+            raise OutputError(f"{path} lies behind a symbolic link that leaves {self.path}; "
+                              "dataprep does not write or delete through it: remove the link")
 
     def commit(self, split: str, entry: dict[str, Any], errors: list[dict[str, Any]]) -> None:
         """Make ``entry`` the split's ledger entry: ``errors.jsonl`` and ``_info.json`` first
@@ -227,8 +241,19 @@ class OutputFolder:
     def stage(self, split: str) -> Path:
         return self.path / STAGE_NAME / split
 
+    def make_stage(self, split: str) -> Path:
+        """The split's stage folder, made if needed, inside this folder (no link out)."""
+        stage = self.stage(split)
+        stage.mkdir(parents=True, exist_ok=True)
+        self.check_inside(stage / "shard")
+        return stage
+
     def drop_stage(self, split: str) -> None:
         """Remove a split's stage folder (and the stage root once no split uses it)."""
+        root = self.path / STAGE_NAME
+        if root.is_symlink() or (root.exists() and not root.is_dir()):
+            durable.unlink(root)  # not dataprep's stage folder: only the link itself goes
+            return
         durable.rmtree(self.stage(split))
         try:
             (self.path / STAGE_NAME).rmdir()
@@ -481,7 +506,11 @@ class OutputFolder:
     def publish(self, staged: list[Staged]) -> None:
         """Rename finished shards into place (never over an existing file) and sync the
         folders they went to."""
+        checked: set[Path] = set()
         for s in staged:
+            if s.final.parent not in checked:
+                self.check_inside(s.final)
+                checked.add(s.final.parent)
             durable.publish(s.tmp, s.final)
         for folder in dict.fromkeys(s.final.parent for s in staged):
             durable.fsync_dir(folder)

@@ -246,3 +246,36 @@ def test_a_damaged_ledger_or_journal_is_one_line_on_rerun_and_overwrite_recovers
     for extra in ((), ("--overwrite",)):
         code, output = invoke(*resize_args(images, out, *extra))
         assert code == 1 and "dataprep.json is damaged" in output
+
+
+# -- links planted in the output folder --------------------------------------------------------
+
+
+def test_links_planted_in_the_output_folder_are_never_written_through(images, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "victim.txt").write_text("precious")
+    (elsewhere / "train").mkdir()
+    (elsewhere / "train" / "keep.bin").write_bytes(b"keep")
+    out.mkdir()
+    for name in (".dataprep.lock", ".journal-train.jsonl", ".dataprep.json.tmp"):
+        (out / name).symlink_to(elsewhere / "victim.txt")
+    (out / ".dataprep-tmp").symlink_to(elsewhere)
+    code, output = invoke(*resize_args(images, out))
+    assert code == 1 and "lock file" in output  # the planted lock is refused, not truncated
+    (out / ".dataprep.lock").unlink()
+    code, output = invoke(*resize_args(images, out))
+    assert (elsewhere / "victim.txt").read_text() == "precious"
+    assert (elsewhere / "train" / "keep.bin").read_bytes() == b"keep"
+    if code == 0:
+        assert invoke("verify", out)[0] == 0
+
+
+def test_a_class_folder_linked_out_of_the_folder_sink_is_refused(images, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "cat").symlink_to(elsewhere)
+    code, output = invoke(*resize_args(images, out, "--format", "folder"))
+    assert code == 1 and "symbolic link" in output
+    assert list(elsewhere.iterdir()) == []
