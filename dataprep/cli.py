@@ -426,9 +426,74 @@ for _name, _text in VERB_SUMMARIES.items():
         cli.commands[_name].short_help = _text
 
 
-def main() -> None:
+INTERRUPTED = "interrupted: run the same command again to resume"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised in the main thread: the runner's cleanup (unfinished shards
+    removed, finished ones kept) runs as for a Ctrl-C, then :func:`main` exits 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _catch_stop_signals(handler: Any) -> None:
+    """SIGINT and SIGTERM go to ``handler``, except one this process was started ignoring
+    (``nohup``, a background job of a non-interactive shell): that one stays ignored."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, handler)
+
+
+STOP_GRACE = 5.0  # seconds the running chunks of an interrupted run get to finish
+
+
+def _stop(exc: BaseException) -> int:
+    """After an interrupt: stop the workers, say how to go on, 128 + signal number."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this short
+        signal.signal(signum, signal.SIG_IGN)
+    from dataprep.runner import stop_local
+
+    status = 128 + getattr(exc, "signum", signal.SIGINT)
+    stopped = stop_local(STOP_GRACE)
+    click.echo(INTERRUPTED, err=True)
+    if not stopped:  # a pool thread may be blocked for good: leave without joining it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _run(args: list[str] | None) -> int:
+    """Run the CLI; click's own output and exit codes for --help, --version, usage (2) and
+    other click errors (1); an interrupt exits 130 (SIGINT) or 143 (SIGTERM), no traceback."""
     try:
-        cli(prog_name="dataprep")
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        click.echo("interrupted; finished shards are kept, unfinished ones removed", err=True)
-        sys.exit(130)
+        cli.main(args=args, prog_name="dataprep", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # raised outside invoke (e.g. by a callback)
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click's wrapping of an interrupt
+            return _stop(exc.__cause__)
+        click.echo("Aborted!", err=True)
+        return 1
+    except KeyboardInterrupt as exc:
+        return _stop(exc)
+    return 0
+
+
+def main(args: list[str] | None = None) -> None:
+    """The ``dataprep`` command (and ``python -m dataprep``)."""
+    _catch_stop_signals(_raise_interrupted)
+    sys.exit(_run(args))

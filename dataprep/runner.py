@@ -93,13 +93,47 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
 Mapped = tuple[Record, Group | None, str | None]  # record, its samples or its error
 
 _forked: dict[int, Any] = {}  # jobs -> the process pool forked for them (one at a time)
+_loky: list[Any] = []  # the loky executor handed out last, stopped with the forked one
 
 
 _forked_exit: list[bool] = []  # the exit hook is registered
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the thread that created it exits (the parent's
+    main thread: see :func:`local_executor`). Best effort: elsewhere, or if ``prctl`` is
+    refused, the check in :func:`init_worker` and the pool's own shutdown remain."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        pass
+
+
+def init_worker(parent: int) -> None:
+    """First thing a local worker runs: it dies with ``parent`` (its pid, taken before the
+    fork), also when the parent was already gone before the death signal was armed; it
+    ignores SIGINT (a Ctrl-C reaches the whole process group: the parent stops the run and
+    the pool, no traceback per worker) and takes SIGTERM's default action (a forked worker
+    would otherwise inherit the CLI's handler, which raises)."""
+    import signal
+
+    _die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 
 def shutdown_local() -> None:
-    """Stop the forked worker pool (at exit, or to free its processes)."""
+    """Stop the local worker pool (at exit, or to free its processes); pending chunks are
+    cancelled, running ones finish."""
     import gc
 
     for pool in _forked.values():
@@ -107,6 +141,37 @@ def shutdown_local() -> None:
     if _forked:
         gc.unfreeze()  # what local_executor froze for the fork is collectable again
     _forked.clear()
+
+
+def _stop_forked(pool: Any, grace: float) -> bool:
+    """Cancel the pool's pending chunks and give the running ones ``grace`` seconds (workers
+    are not killed at once: one killed while sending its result leaves a partial message
+    that the pool's reader thread then waits on forever). False, with the workers killed,
+    when they did not stop in time."""
+    thread, processes = pool._executor_manager_thread, dict(pool._processes or {})
+    pool.shutdown(wait=False, cancel_futures=True)
+    if thread is not None:
+        thread.join(grace)
+    if thread is None or not thread.is_alive():
+        return True
+    for process in processes.values():
+        process.kill()
+    return False
+
+
+def stop_local(grace: float) -> bool:
+    """Stop the local pool of an interrupted run within about ``grace`` seconds. False when
+    a thread of the pool may still be blocked: the caller must then leave with ``os._exit``
+    (a normal exit would join that thread); the workers are dead either way."""
+    import gc
+
+    stopped = all([_stop_forked(pool, grace) for pool in _forked.values()])
+    if _forked:
+        gc.unfreeze()
+    _forked.clear()
+    if _loky:
+        _loky.pop().shutdown(wait=False, kill_workers=True)
+    return stopped
 
 
 def prestart(jobs: int | None) -> None:
@@ -118,6 +183,26 @@ def prestart(jobs: int | None) -> None:
         local_executor(n)
 
 
+def _fork_pool(jobs: int) -> Any:
+    """A pool of ``jobs`` processes forked now, all of them, from this (the main) thread:
+    Python 3.11 forks them all at the first submit, from the submitting thread, and never
+    replaces one (a lost worker breaks the pool), so the thread whose exit sends the
+    workers' death signal is the main thread, which exits only with the process."""
+    import gc
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # the objects alive now are shared with the workers page by page: left out of every
+    # later cyclic collection (here and there), they stay shared instead of being copied
+    # into each worker as collections touch them (the gc module's advice for fork)
+    gc.collect()
+    gc.freeze()
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
+                               initializer=init_worker, initargs=(os.getpid(),))
+    pool.submit(int).result()  # fork the workers now, from this frozen state
+    return pool
+
+
 def local_executor(jobs: int) -> Any:
     """The worker pool of this machine, kept for later jobs in this process.
 
@@ -125,7 +210,8 @@ def local_executor(jobs: int) -> Any:
     imported modules and start in milliseconds (joblib's loky pool starts fresh interpreters:
     about 0.6 s for two workers here, a sixth of a 4-second run). Elsewhere, from a parent
     that already runs threads (forking those is unsafe), or with ``DATAPREP_POOL=loky``:
-    joblib's reusable loky pool, the one ``joblib.Parallel`` itself shares.
+    joblib's reusable loky pool, the one ``joblib.Parallel`` itself shares. Either way each
+    worker runs :func:`init_worker` first: it dies with the parent.
     """
     import threading
 
@@ -134,18 +220,9 @@ def local_executor(jobs: int) -> Any:
     if fork and pool is not None and not getattr(pool, "_broken", False):
         return pool
     shutdown_local()  # another size, broken, or not wanted: its threads end before any fork
-    if fork and threading.active_count() == 1:
-        import gc
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # the objects alive now are shared with the workers page by page: left out of every
-        # later cyclic collection (here and there), they stay shared instead of being copied
-        # into each worker as collections touch them (the gc module's advice for fork)
-        gc.collect()
-        gc.freeze()
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
-        pool.submit(int).result()  # fork the workers now, from this frozen state
+    if (fork and threading.active_count() == 1
+            and threading.current_thread() is threading.main_thread()):
+        pool = _fork_pool(jobs)
         if not _forked_exit:
             import atexit
 
@@ -155,7 +232,9 @@ def local_executor(jobs: int) -> Any:
         return pool
     from joblib.executor import get_memmapping_executor
 
-    return get_memmapping_executor(jobs)
+    executor = get_memmapping_executor(jobs, initializer=init_worker, initargs=(os.getpid(),))
+    _loky[:] = [executor]
+    return executor
 
 
 def map_records(task: Task, records: Iterable[Record], jobs: int,
