@@ -170,8 +170,27 @@ def stop_local(grace: float) -> bool:
         gc.unfreeze()
     _forked.clear()
     if _loky:
-        _loky.pop().shutdown(wait=False, kill_workers=True)
+        stopped = _stop_loky(_loky.pop(), grace) and stopped
     return stopped
+
+
+def _stop_loky(executor: Any, grace: float) -> bool:
+    """Kill a loky pool's workers (loky's own way) and give its thread ``grace`` seconds to
+    end. Loky's kill drops the pending work items but not their ids still queued, on which
+    its thread then fails with a KeyError traceback: those ids are taken out first (nothing
+    is submitted any more)."""
+    import queue
+
+    ids, thread = getattr(executor, "_work_ids", None), executor._executor_manager_thread
+    while ids is not None:
+        try:
+            ids.get_nowait()
+        except queue.Empty:
+            break
+    executor.shutdown(wait=False, kill_workers=True)
+    if thread is not None:
+        thread.join(grace)
+    return thread is None or not thread.is_alive()
 
 
 def prestart(jobs: int | None) -> None:
