@@ -61,6 +61,11 @@ def common_options(f: Callable) -> Callable:
     """--recipe, --jobs, --seed, --on-error, --overwrite, --dry-run, --max-disk, --backend,
     --scheduler: accepted by every writing verb."""
     f = cluster_options(f)
+    f = click.option("--fingerprint", type=click.Choice(["stat", "content"]), default="stat",
+                     show_default=True, expose_value=False, callback=_remember,
+                     help="How a rerun tells whether the inputs changed: stat (each file's "
+                          "path, size and modification time) or content (the sha256 of its "
+                          "bytes; reads every input once more).")(f)
     f = click.option("--overwrite", is_flag=True,
                      help="Replace earlier output of the same split (default: a rerun of the "
                           "same command resumes or skips; another command is refused).")(f)
@@ -146,11 +151,13 @@ def reports_errors(f: Callable) -> Callable:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from dataprep.cluster import cluster
+        from dataprep.jobs.common import fingerprint_mode
 
         meta = click.get_current_context().meta
         try:
             with cluster(meta.get("dataprep.backend", "loky"), meta.get("dataprep.scheduler"),
-                         jobs=kwargs.get("jobs")):
+                         jobs=kwargs.get("jobs")), \
+                    fingerprint_mode(meta.get("dataprep.fingerprint", "stat")):
                 return f(*args, **kwargs)
         except (DataprepError, OSError) as exc:
             if (message := cli_message(exc)) is None:
@@ -163,7 +170,7 @@ def reports_errors(f: Callable) -> Callable:
 def _all_skipped(report: Any) -> bool:
     """Inputs came in and every one was skipped: the output holds nothing usable."""
     return bool(not report.dry_run and report.records_in and not report.samples_out
-                and report.skipped == report.records_in)
+                and report.skipped >= report.records_in)
 
 
 def echo_report(report: Any) -> None:

@@ -14,7 +14,6 @@ listed in ``errors.jsonl``, and raised only under ``on_error="raise"``. Code bug
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 import time
@@ -25,8 +24,7 @@ from typing import Any
 
 from dataprep.cluster import active, map_cluster, ordered_window
 from dataprep.errors import DiskFullError, ImageError
-from dataprep.io.writers import PackedGroup, Writer, image_bytes
-from dataprep.journal import Journal
+from dataprep.io.writers import PackedGroup, image_bytes
 from dataprep.records import Record, Sample
 from dataprep.report import Report
 
@@ -310,11 +308,19 @@ def ordered_results(task: Task, records: Iterable[Record], jobs: int, total: int
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the output's file system is full (LMDB says it in words)."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL_ERRNOS
+    return type(exc).__module__ == "lmdb" and any(
+        word in str(exc) for word in ("No space left", "Disk quota", "File too large"))
+
+
 def execute(
     command: str,
     records: Iterable[Record],
     task: Task,
-    make_writer: Callable[[str, dict | None], Writer],
+    open_split: Callable[[str], Any],
     out_dir: str | Path,
     *,
     jobs: int | None = None,
@@ -322,51 +328,42 @@ def execute(
     total: int | None = None,
     default_split: str = "train",
     progress: bool | None = None,
-    resume: dict[str, dict[str, Any]] | None = None,
+    resume_after: dict[str, int] | None = None,
     skip_splits: frozenset[str] = frozenset(),
-    journals: dict[str, Journal] | None = None,
     precomputed: dict[int, tuple[list[Sample] | None, str | None]] | None = None,
 ) -> Report:
-    """Run ``task`` over ``records`` and stream the samples into one writer per split.
+    """Run ``task`` over ``records`` and stream each split's samples into its sink.
 
-    ``resume[split]`` is a journal checkpoint: records of that split before its
-    ``next_record`` are not processed again and its writer continues from the saved state.
-    Records of ``skip_splits`` (already complete) are not processed at all. With ``journals``,
-    each writer checkpoint is journaled. On any exception, unfinished shards are removed (an
-    LMDB's committed part is kept for resuming) before it propagates; finished shards stay.
-    Running out of disk space raises :class:`DiskFullError`. ``precomputed`` maps record
-    indices to results already computed (by the size estimate), which are not computed again.
+    ``open_split(split)`` gives the sink of a split (a :class:`dataprep.jobs.output.SplitOutput`:
+    it writes, checkpoints and commits). Records of ``split`` before ``resume_after[split]``
+    are not processed again (an interrupted run wrote them); records of ``skip_splits``
+    (complete) not at all. On any exception every sink is aborted (unfinished shards dropped,
+    finished ones kept) before it propagates; running out of disk space raises
+    :class:`DiskFullError`. ``precomputed`` maps record indices to results already computed
+    (by the size estimate), which are not computed again.
     """
     from tqdm import tqdm
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    resume = resume or {}
+    resume_after = resume_after or {}
     n_jobs = resolve_jobs(jobs)
-    report = Report(command=command, out_dir=str(out_dir), jobs=n_jobs)
-    bytes_per_split: dict[str, int] = {}
-    new_errors: dict[str, list[dict[str, Any]]] = {}
-    for split, point in resume.items():
-        report.records[split] = point["records_in"]
-        report.counts[split] = point["samples_out"]
-        bytes_per_split[split] = point["bytes"]
-        report.errors += point["errors"]
-        report.resumed[split] = point["next_record"]
-    report.records_in = sum(report.records.values())
-    report.samples_out = sum(report.counts.values())
-    report.skipped = len(report.errors)
-    report.bytes_written = sum(bytes_per_split.values())
-    writers: dict[str, Writer] = {}
+    sinks: dict[str, Any] = {}
+
+    def sink_of(split: str) -> Any:
+        if split not in sinks:
+            sinks[split] = open_split(split)
+        return sinks[split]
 
     def is_done(index: int, record: Record) -> bool:
         split = record.split or default_split
-        return split in skip_splits or index < resume.get(split, {}).get("next_record", 0)
+        return split in skip_splits or index < resume_after.get(split, 0)
 
-    remaining = None if total is None else total - sum(
-        p["next_record"] for p in resume.values())
+    remaining = None if total is None else total - sum(resume_after.values())
     start = time.perf_counter()
     bar = tqdm(total=remaining, unit="img", desc=command, file=sys.stderr, leave=False,
                disable=None if progress is None else not progress)
+    end = 0
     try:
         for index, record, samples, error in ordered_results(
                 task, records, n_jobs, remaining, is_done, precomputed or {}):
@@ -375,63 +372,44 @@ def execute(
             if error is not None:
                 if on_error == "raise":
                     raise ImageError(error)
-                entry = {"key": record.key, "path": record.path, "split": split, "reason": error}
-                report.errors.append(entry)
-                new_errors.setdefault(split, []).append(entry)
-                report.skipped += 1
+                sink_of(split).skip({"key": record.key, "path": record.path, "split": split,
+                                     "reason": error})
             else:
                 assert samples is not None
-                if split not in writers:
-                    writers[split] = make_writer(split, resume.get(split, {}).get("writer"))
-                if writers[split].write_group(samples) and journals and split in journals:
-                    journals[split].append({
-                        "next_record": index, "writer": writers[split].state(),
-                        "records_in": report.records.get(split, 0),
-                        "samples_out": report.counts.get(split, 0),
-                        "bytes": bytes_per_split.get(split, 0),
-                        "errors": new_errors.pop(split, []),
-                    })
-                nbytes = image_bytes(samples)
-                report.bytes_written += nbytes
-                bytes_per_split[split] = bytes_per_split.get(split, 0) + nbytes
-                report.samples_out += len(samples)
-                report.counts[split] = report.counts.get(split, 0) + len(samples)
-            report.records_in += 1
-            report.records[split] = report.records.get(split, 0) + 1
-        for split in resume:
-            if split not in writers:  # resumed with nothing left to add: finish what was there
-                writers[split] = make_writer(split, resume[split].get("writer"))
-        for split, writer in writers.items():
-            report.shards[split] = writer.close()
+                sink_of(split).add(index, samples, image_bytes(samples))
+            end = index + 1
+        for split in resume_after:
+            sink_of(split)  # resumed with nothing left to add: finish what was there
+        for sink in sinks.values():
+            sink.finish(end)
     except BaseException as exc:
-        for writer in writers.values():
-            writer.abort()
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        for sink in sinks.values():
+            sink.abort()
+        if _disk_full(exc):
             raise DiskFullError(
-                f"no space left while writing {out_dir} ({exc.strerror}); finished shards are "
-                "kept and the unfinished one removed: free some space (or choose another -o) "
-                "and run the same command again to resume"
+                f"no space left while writing {out_dir} ({getattr(exc, 'strerror', exc)}); "
+                "finished shards are kept and the unfinished one removed: free some space (or "
+                "choose another -o) and run the same command again to resume"
             ) from exc
         raise
     finally:
         bar.close()
-        report.seconds = time.perf_counter() - start
-    write_errors(out_dir, report.errors, report.records)
+    return _report(command, str(out_dir), n_jobs, sinks, time.perf_counter() - start)
+
+
+def _report(command: str, out_dir: str, jobs: int, sinks: dict[str, Any],
+            seconds: float) -> Report:
+    report = Report(command=command, out_dir=out_dir, jobs=jobs, seconds=seconds)
+    for split, sink in sorted(sinks.items()):
+        c = sink.counters
+        report.records[split] = c.records_in
+        report.counts[split] = c.samples_out
+        report.shards[split] = list(sink.files)
+        report.errors += sink.errors
+        if sink.resumed_after is not None:
+            report.resumed[split] = sink.resumed_after
+    report.records_in = sum(report.records.values())
+    report.samples_out = sum(report.counts.values())
+    report.bytes_written = sum(s.counters.bytes for s in sinks.values())
+    report.skipped = len(report.errors)
     return report
-
-
-def write_errors(out_dir: str | Path, errors: list[dict[str, Any]], splits: Iterable[str]) -> None:
-    """Replace the ``errors.jsonl`` lines of ``splits``; keep those other jobs wrote."""
-    path = Path(out_dir) / "errors.jsonl"
-    replaced = set(splits)
-    kept = []
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("split") not in replaced]
-    tmp = path.with_name(".errors.jsonl.tmp")
-    with open(tmp, "w") as f:
-        for line in kept:
-            f.write(line + "\n")
-        for e in errors:
-            f.write(json.dumps(e, sort_keys=True) + "\n")
-    os.replace(tmp, path)

@@ -16,6 +16,7 @@ import random
 import shutil
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,7 @@ def test_a_crash_at_every_step_then_a_rerun_gives_the_clean_output(fmt, images, 
     points = [(n, "before") for n in range(1, steps + 1)] + [(steps, "after")]
     for n, when in points:
         out = tmp_path / f"{when}{n}" / "out"
-        assert in_child(lambda: JOBS[fmt](images, out), crash=(n, when)) == CRASHED
+        assert in_child(partial(JOBS[fmt], images, out), crash=(n, when)) == CRASHED
         check_rerun(fmt, images, out, want, f"a crash {when} step {n} of {steps}")
         shutil.rmtree(out.parent)
 
@@ -145,7 +146,7 @@ def test_crashes_during_the_rerun_too(fmt, images, tmp_path):
     for trial in range(4):
         out = tmp_path / f"twice{trial}" / "out"
         first = rng.randint(2, steps)
-        assert in_child(lambda: JOBS[fmt](images, out), crash=(first, "before")) == CRASHED
+        assert in_child(partial(JOBS[fmt], images, out), crash=(first, "before")) == CRASHED
         second = rng.randint(1, 12)  # the rerun's steps: it may finish before this one
-        in_child(lambda: JOBS[fmt](images, out), crash=(second, "before"))
+        in_child(partial(JOBS[fmt], images, out), crash=(second, "before"))
         check_rerun(fmt, images, out, want, f"crashes at step {first}, then {second}")
