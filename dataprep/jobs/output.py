@@ -262,53 +262,61 @@ class OutputFolder:
 
     def plan(self, fmt: str, identities: dict[str, dict[str, Any]], overwrite: bool,
              log: Log, classes: Sequence[str] = ()) -> dict[str, SplitPlan]:
-        """Per split: new, resume or complete (see the module docstring); refuses other
-        commands' output unless ``overwrite``, and files in the way that no ledger names."""
+        """Per split: new, resume or complete (see the module docstring). Everything is
+        decided and checked before anything is changed: other commands' output is refused
+        unless ``overwrite``, and so are files in the way that no ledger or journal names."""
+        decisions = {split: self._decide(split, fmt, ident, overwrite)
+                     for split, ident in identities.items()}
+        self._refuse_strangers(fmt, [s for s, (what, _) in decisions.items()
+                                     if what != "complete"], classes)
         for name in (LEDGER_NAME, INFO_NAME, ERRORS_NAME):  # write_atomic's own temp names
             durable.unlink(self.path / f".{name}.tmp")
-        plans = {split: self._plan_split(split, fmt, ident, overwrite, log)
-                 for split, ident in identities.items()}
-        writing = [s for s, p in plans.items() if p.state != "complete"]
-        self._refuse_strangers(fmt, writing, classes)
+        plans = {}
+        for split, (what, state) in decisions.items():
+            if what == "recover":
+                assert state is not None
+                plans[split] = self._recover(split, fmt, state, log)
+                continue
+            if what == "redo":
+                log(f"{split}: a finished shard changed or is missing; writing the split again")
+            if what in ("redo", "replace"):
+                self.remove_split(split)
+            else:  # new or complete: without a journal (or with a torn one) nothing resumes
+                Journal(self.path, split).remove()
+                self.drop_stage(split)
+            plans[split] = SplitPlan("complete" if what == "complete" else "new")
         return plans
 
-    def _plan_split(self, split: str, fmt: str, identity: dict[str, Any], overwrite: bool,
-                    log: Log) -> SplitPlan:
-        journal = Journal(self.path, split)
-        entry = self.ledger()["splits"].get(split)
+    def _decide(self, split: str, fmt: str, identity: dict[str, Any], overwrite: bool,
+                ) -> tuple[str, JournalState | None]:
+        """What to do with one split, without changing anything: ``new``, ``replace`` (remove
+        what the ledger and journal name first), ``redo`` (the same, a shard being damaged),
+        ``recover`` (an interrupted run of this identity) or ``complete``; refusals raise."""
         try:
-            state = journal.load()
+            state = Journal(self.path, split).load()
         except OutputError:
             if not overwrite:
                 raise
             state = None
         if overwrite:
-            self.remove_split(split)
-            return SplitPlan("new")
-        if state is None:  # without a journal (or with a torn header) nothing can resume
-            journal.remove()
-            self.drop_stage(split)
-        else:
+            return "replace", None
+        if state is not None:
             old = state.header.get("identity", {})
             if old != identity or state.header.get("format") != fmt:
                 raise self._refusal(split, old, identity, state.header.get("format"), fmt,
                                     "an interrupted run")
-            return self._recover(split, fmt, state, log)
+            return "recover", state
+        entry = self.ledger()["splits"].get(split)
         if entry is None:
-            return SplitPlan("new")
+            return "new", None
         if entry.get("records_in") and not entry.get("samples_out") and not entry.get("shards"):
             # a finished run that wrote nothing (every input skipped): nothing to keep, so the
             # split is done again (a rerun reports the failure again, a fixed input gets in)
-            self.remove_split(split)
-            return SplitPlan("new")
+            return "replace", None
         if entry.get("identity") != identity or entry.get("format") != fmt:
             raise self._refusal(split, entry.get("identity"), identity, entry.get("format"),
                                 fmt, "output")
-        if self._intact(entry.get("shards", [])):
-            return SplitPlan("complete")
-        log(f"{split}: a finished shard changed or is missing; writing the split again")
-        self.remove_split(split)
-        return SplitPlan("new")
+        return ("complete" if self._intact(entry.get("shards", [])) else "redo"), None
 
     def _refusal(self, split: str, old: Any, new: dict[str, Any], old_fmt: Any, fmt: str,
                  what: str) -> OutputError:
