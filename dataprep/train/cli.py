@@ -62,6 +62,64 @@ def _setup_logging() -> None:
 
 _D = TrainConfig(data="", out="")  # the defaults, shown in --help
 
+
+def augment_options() -> list:
+    """``dataprep augment``'s augmentation flags, for online use: the parameter names are
+    :func:`dataprep.jobs.augment.build_augment`'s (so recipes share keys), drawn per
+    ``(seed, key, view, epoch)`` as ``augment`` draws copy ``k``. Differences: the crop is
+    ``--img-size``, ``--hflip`` is on by default."""
+    return [
+        click.option("--hflip/--no-hflip", default=True, show_default=True,
+                     help="Mirror left-right with probability 0.5."),
+        click.option("--scale-jitter", default=None, metavar="LO,HI",
+                     help="Resize so the shorter side is ~ U{LO..HI} (e.g. 256,480), then a "
+                          "random --img-size square (VGG / ResNet scale augmentation)."),
+        click.option("--random-resized-crop", is_flag=True,
+                     help="torchvision RandomResizedCrop to --img-size (area 8-100%, aspect "
+                          "3/4-4/3) from the stored image."),
+        click.option("--rotate", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     metavar="DEG", help="Rotate by an angle ~ U(-DEG, DEG) degrees."),
+        click.option("--shift", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                     metavar="F",
+                     help="Translate by up to F of the width and height (whole pixels)."),
+        click.option("--color-jitter", default=None, callback=_floats(0), metavar="B,C,S,H",
+                     help="Strength, or brightness,contrast,saturation,hue "
+                          "(e.g. 0.4,0.4,0.4,0.1)."),
+        click.option("--pca-lighting", type=click.FloatRange(min=0), default=0.0,
+                     show_default=True, metavar="SIGMA",
+                     help="AlexNet PCA lighting sigma (0.1 in the paper); 0 disables."),
+        click.option("--blur", is_flag=True,
+                     help="Gaussian blur, sigma ~ U(0.1, 2.0) pixels, on half of the samples."),
+        click.option("--noise", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     metavar="SIGMA",
+                     help="Add Gaussian noise of this standard deviation (pixels in [0, 1])."),
+        click.option("--stats", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="stats.json of `dataprep stats`: sets --mean/--std (unless given) "
+                          "and the eigenvectors of --pca-lighting."),
+    ]
+
+
+def finetune_options() -> list:
+    """Which layers train, at which learning rate (see :mod:`dataprep.train.finetune`);
+    shared by ``train`` and ``summary``."""
+    return [
+        click.option("--reinit-last", type=click.IntRange(min=0), default=0, show_default=True,
+                     metavar="N", help="Re-initialise the last N layers with parameters after "
+                                       "loading --weights (1: the classifier)."),
+        click.option("--train-last", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Train only the last N layers with parameters; freeze the rest."),
+        click.option("--freeze-until", default=None, metavar="NAME",
+                     help="Freeze every layer before NAME (a module, e.g. layer4 or "
+                          "classifier); NAME and what follows train."),
+        click.option("--lr-group", multiple=True, metavar="PATTERN=MULT",
+                     help="Learning rate x MULT for parameters whose name or module matches "
+                          "PATTERN (fnmatch); repeatable, first match wins; MULT 0 freezes, "
+                          "e.g. --lr-group 'classifier.6=10' --lr-group '*=0'."),
+        click.option("--head-lr-mult", type=float, default=_D.head_lr_mult, show_default=True,
+                     help="Learning-rate multiplier of the classifier (where no --lr-group "
+                          "matches)."),
+    ]
+
 TRAIN_OPTIONS = [
     # data
     click.option("--val", default=None, help="Validation shards [default: DATA's val split]."),
@@ -85,27 +143,26 @@ TRAIN_OPTIONS = [
     click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
                  help="Batches per rank per epoch [default: one pass over DATA]."),
     # pixels
-    click.option("--img-size", type=click.IntRange(min=1), default=_D.img_size,
-                 show_default=True, help="Side of the square crop the model sees."),
+    click.option("--img-size", type=click.IntRange(min=1), default=None,
+                 help="Side of the square crop the model sees [default: 299 for "
+                      "inception_v3, else 224]."),
     click.option("--short-side", type=click.IntRange(min=1), default=None,
                  help="Resize images to this before cropping [default: img-size / 0.875]."),
-    click.option("--hflip/--no-hflip", default=True, show_default=True,
-                 help="Random horizontal flips."),
-    click.option("--color-jitter", default=None, callback=_floats(0),
-                 help="Strength, or brightness,contrast,saturation,hue (e.g. 0.4,0.4,0.4,0.1)."),
-    click.option("--pca-lighting", type=float, default=0.0, show_default=True,
-                 help="AlexNet PCA lighting sigma (0.1 in the paper); 0 disables."),
+    *augment_options(),
     click.option("--pca-stats", type=click.Path(exists=True, dir_okay=False), default=None,
-                 help="stats.json of `dataprep stats` [default: ImageNet's eigen decomposition]."),
-    click.option("--mean", default=",".join(map(str, _D.mean)), show_default=True,
-                 callback=_floats(3), help="Normalization mean (pixels in [0, 1])."),
-    click.option("--std", default=",".join(map(str, _D.std)), show_default=True,
-                 callback=_floats(3), help="Normalization std."),
+                 help="Older name of --stats, for the PCA eigenvectors only."),
+    click.option("--mean", default=None, callback=_floats(3),
+                 help="Normalization mean (pixels in [0, 1]) [default: --stats', else "
+                      "ImageNet's 0.485,0.456,0.406]."),
+    click.option("--std", default=None, callback=_floats(3),
+                 help="Normalization std [default: --stats', else ImageNet's "
+                      "0.229,0.224,0.225]."),
     # model
     click.option("--model", default=_D.model, show_default=True,
                  help="torchvision name (resnet50, mobilenet_v2, ...), timm name, or tiny_cnn."),
     click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
-                 help="Local state_dict to start from; its classifier is replaced."),
+                 help="Local state_dict to start from. Its classifier is kept when its class "
+                      "count equals the data's, replaced by a new one otherwise."),
     click.option("--pretrained", is_flag=True,
                  help="Download torchvision's ImageNet weights (needs internet)."),
     click.option("--channels-last", is_flag=True, help="NHWC memory format."),
@@ -117,8 +174,6 @@ TRAIN_OPTIONS = [
                  show_default=True),
     click.option("--lr", type=float, default=_D.lr, show_default=True,
                  help="Base learning rate (backbone)."),
-    click.option("--head-lr-mult", type=float, default=_D.head_lr_mult, show_default=True,
-                 help="Learning-rate multiplier of the new classifier."),
     click.option("--momentum", type=float, default=_D.momentum, show_default=True),
     click.option("--weight-decay", type=float, default=_D.weight_decay, show_default=True),
     click.option("--schedule", type=click.Choice(SCHEDULES), default=_D.schedule,
@@ -132,6 +187,7 @@ TRAIN_OPTIONS = [
     click.option("--warmup-epochs", type=float, default=0.0, show_default=True),
     click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True,
                  help="Train only the classifier for N epochs, then every layer."),
+    *finetune_options(),
     click.option("--freeze-bn", is_flag=True,
                  help="Keep BatchNorm statistics as loaded, also after the unfreeze."),
     click.option("--accum-steps", type=click.IntRange(min=1), default=1, show_default=True,
@@ -141,6 +197,11 @@ TRAIN_OPTIONS = [
                  help="Mixed precision: auto = bf16 on GPUs that have it, off on CPU."),
     click.option("--early-stop", type=click.IntRange(min=1), default=None, metavar="PATIENCE",
                  help="Stop after PATIENCE epochs without a better val top-1."),
+    click.option("--save-every", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Also keep epoch-N.pt every N epochs."),
+    click.option("--eval-every-steps", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Also validate every N optimizer steps (evals.jsonl); best.pt is the "
+                      "best of every validation."),
     # run
     click.option("--resume", is_flag=True, help="Continue RUN/last.pt."),
     click.option("--overwrite", is_flag=True, help="Start afresh in a RUN that holds a run."),
@@ -183,6 +244,7 @@ def train(data: str, **flags: Any) -> None:
         from dataprep.train.loop import train as run_training
 
         flags["milestones"] = [int(m) for m in flags["milestones"]]
+        flags["lr_group"] = list(flags["lr_group"])
         cfg = TrainConfig(data=data, **flags)
         _setup_logging()
         result = run_training(cfg)
@@ -204,27 +266,45 @@ def train(data: str, **flags: Any) -> None:
 
 @click.command("summary")
 @click.option("--model", required=True, help="Model name, as for `dataprep train --model`.")
-@click.option("--img-size", type=click.IntRange(min=1), default=224, show_default=True)
+@click.option("--img-size", type=click.IntRange(min=1), default=None,
+              help="[default: 299 for inception_v3, else 224]")
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Check that a local state_dict fits the model.")
-def summary(model: str, img_size: int, num_classes: int, weights: str | None) -> None:
-    """Print each layer's output shape and parameter count for a 1x3xSIZExSIZE input."""
+@click.option("--lr", type=float, default=_D.lr, show_default=True,
+              help="Base learning rate, for the group table.")
+@_with_options(finetune_options())
+def summary(model: str, img_size: int | None, num_classes: int, weights: str | None, lr: float,
+            reinit_last: int, train_last: int | None, freeze_until: str | None,
+            lr_group: tuple[str, ...], head_lr_mult: float) -> None:
+    """Print each layer's output shape, parameter count and learning-rate multiplier for a
+    1x3xSIZExSIZE input (the fine-tuning flags of `dataprep train` say which layers train),
+    then the group table `dataprep train` prints."""
     try:
         require("torch", "train")
+        from dataprep.train.config import default_img_size
+        from dataprep.train.finetune import apply_stage, parse_lr_group, plan
         from dataprep.train.models import build_model
         from dataprep.train.summary import summarize
 
-        built = build_model(model, num_classes, weights=weights)
-        report = summarize(built.model, (1, 3, img_size, img_size), name=model)
+        size = img_size or default_img_size(model)
+        built = build_model(model, num_classes, weights=weights, img_size=size,
+                            reinit_last=reinit_last)
+        groups = plan(built.model, built.head, rules=[parse_lr_group(t) for t in lr_group],
+                      head_lr_mult=head_lr_mult, train_last=train_last,
+                      freeze_until=freeze_until)
+        apply_stage(built.model, groups)
+        report = summarize(built.model, (1, 3, size, size), name=model, plan=groups)
     except (DataprepError, OSError) as exc:
         if (message := cli_message(exc)) is None:
             raise
         raise click.ClickException(message) from exc
     except RuntimeError as exc:  # e.g. an input too small for the network's downsampling
-        raise click.ClickException(f"{model} cannot run on {img_size}x{img_size} inputs: "
+        raise click.ClickException(f"{model} cannot run on {size}x{size} inputs: "
                                    f"{exc}") from exc
     click.echo(report.to_text())
+    click.echo("")
+    click.echo(groups.table(lr))
 
 
 @click.group("train-tools")

@@ -20,7 +20,15 @@ SCHEDULES = ("step", "multistep", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 LAZY_VIEWS = ("expand", "one")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what ImageNet weights expect
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_IMG_SIZE = 224
+MODEL_IMG_SIZES = {"inception_v3": 299}  # the size a family was designed (and weighed) for
 
+
+def default_img_size(model: str) -> int:
+    """``--img-size`` when none is given: 299 for Inception v3, else 224."""
+    return MODEL_IMG_SIZES.get(model, DEFAULT_IMG_SIZE)
 
 
 @dataclass
@@ -39,17 +47,26 @@ class TrainConfig:
     lazy_views: str = "expand"  # lazily stored ten-crops: every view a sample, or one per epoch
     steps_per_epoch: int | None = None  # default: one pass, samples // (ranks x batch size)
     # -- pixels ----------------------------------------------------------------------------
-    img_size: int = 224  # side of the square crop the model sees
+    img_size: int = None  # type: ignore[assignment]  # side of the square crop the model
+    #                       sees; default default_img_size(model): 299 for inception_v3, else 224
     short_side: int | None = None  # images are resized to this before cropping; default
     #                                round(img_size / 0.875) (256 for 224, the ImageNet habit)
     hflip: bool = True  # random horizontal flips in training
     color_jitter: tuple[float, float, float, float] | None = None  # brightness, contrast,
     #                                saturation, hue strengths (torchvision ColorJitter)
     pca_lighting: float = 0.0  # AlexNet lighting sigma; 0.1 in the paper; 0 disables
-    pca_stats: str | None = None  # stats.json of `dataprep stats` for the eigen decomposition;
-    #                               default: the ImageNet constants
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet: what weights expect
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # the rest of `dataprep augment`'s stages, drawn per (seed, key, view, epoch) online:
+    scale_jitter: tuple[int, int] | None = None  # shorter side ~ U{LO..HI}, then the crop
+    random_resized_crop: bool = False  # torchvision RandomResizedCrop (area 8-100 %) instead
+    rotate: float = 0.0  # max degrees
+    shift: float = 0.0  # max fraction of the size
+    blur: bool = False  # Gaussian blur sigma ~ U(0.1, 2) on half the samples
+    noise: float = 0.0  # Gaussian noise sigma (pixels in [0, 1])
+    stats: str | None = None  # stats.json of `dataprep stats`: mean/std (unless given) and
+    #                           the PCA eigen decomposition
+    pca_stats: str | None = None  # older name of --stats for the eigen decomposition only
+    mean: tuple[float, float, float] = None  # type: ignore[assignment]  # default: --stats'
+    std: tuple[float, float, float] = None  # type: ignore[assignment]  # else ImageNet's
     # -- model -----------------------------------------------------------------------------
     model: str = "resnet18"  # torchvision name, timm name (when installed) or tiny_cnn
     weights: str | None = None  # local state_dict to start from (offline fine-tuning)
@@ -69,12 +86,19 @@ class TrainConfig:
     gamma: float = 0.1  # decay factor of step / multistep
     warmup_epochs: float = 0.0  # linear ramp from ~0 to lr, counted in (fractional) epochs
     freeze_epochs: int = 0  # train the head alone for this many epochs, then everything
+    reinit_last: int = 0  # re-initialise the last N layers after loading weights
+    train_last: int | None = None  # train only the last N layers (the rest stays frozen)
+    freeze_until: str | None = None  # freeze every layer registered before this one
+    lr_group: list[str] = field(default_factory=list)  # 'PATTERN=MULT', first match wins
     freeze_bn: bool = False  # keep the loaded BatchNorm statistics all run long: small batches or
     #                          a new domain otherwise shift them at the unfreeze
     accum_steps: int = 1  # micro-batches summed per optimizer step (bigger effective batch)
     label_smoothing: float = 0.0
     amp: str = "auto"  # auto: bf16 (or fp16 + scaler) on CUDA, off on CPU
     early_stop: int | None = None  # stop after this many epochs without a better val top-1
+    save_every: int | None = None  # also keep epoch-N.pt every N epochs (Caffe's snapshot)
+    eval_every_steps: int | None = None  # also validate (and pick best.pt) every N optimizer
+    #                                      steps, as Caffe's test_interval
     # -- run -------------------------------------------------------------------------------
     resume: bool = False  # continue RUN/last.pt (model, optimizer, epoch, best, history)
     overwrite: bool = False  # start afresh in a RUN directory that already holds a run
@@ -87,16 +111,32 @@ class TrainConfig:
 
     # fields that may change when resuming; the rest must match the checkpoint
     RESUMABLE = frozenset({"epochs", "resume", "overwrite", "workers", "device", "cache_dir",
-                           "cache_size", "early_stop", "progress", "data", "val", "resolved"})
+                           "cache_size", "early_stop", "progress", "data", "val", "resolved",
+                           "save_every", "stats", "pca_stats"})
 
     def __post_init__(self) -> None:
         if isinstance(self.cache_size, str):
             self.cache_size = parse_size(self.cache_size)
         if self.color_jitter is not None:
             self.color_jitter = _jitter(self.color_jitter)
-        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
-        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        if self.img_size is None:
+            self.img_size = default_img_size(self.model)
+        if self.scale_jitter is not None:
+            self.scale_jitter = _int_pair(self.scale_jitter, "--scale-jitter")
+        self.lr_group = [str(g) for g in self.lr_group]
+        self._resolve_normalization()
         self.milestones = [int(m) for m in self.milestones]
+
+    def _resolve_normalization(self) -> None:
+        """mean/std: as given, else from ``stats`` (``dataprep stats``), else ImageNet's."""
+        if (self.mean is None or self.std is None) and self.stats:
+            from dataprep.jobs.stats import load_stats
+
+            loaded = load_stats(self.stats)
+            self.mean = self.mean or tuple(loaded["mean"])  # type: ignore[assignment]
+            self.std = self.std or tuple(loaded["std"])  # type: ignore[assignment]
+        self.mean = tuple(float(v) for v in (self.mean or IMAGENET_MEAN))  # type: ignore
+        self.std = tuple(float(v) for v in (self.std or IMAGENET_STD))  # type: ignore
 
     @property
     def crop_short_side(self) -> int:
@@ -124,6 +164,15 @@ class TrainConfig:
             raise UsageError("--freeze-epochs and --workers cannot be negative")
         if self.weights and self.pretrained:
             raise UsageError("pass either --weights FILE or --pretrained, not both")
+        for flag, n in (("--reinit-last", self.reinit_last), ("--train-last", self.train_last),
+                        ("--save-every", self.save_every),
+                        ("--eval-every-steps", self.eval_every_steps)):
+            if n is not None and n < (0 if flag == "--reinit-last" else 1):
+                raise UsageError(f"{flag} must be at least "
+                                 f"{0 if flag == '--reinit-last' else 1}, got {n}")
+        if self.stats and self.pca_stats and self.stats != self.pca_stats:
+            raise UsageError("--stats and --pca-stats name different files; --stats alone "
+                             "gives both the normalization and the PCA eigenvectors")
         if self.resume and self.overwrite:
             raise UsageError("--resume continues a run and --overwrite replaces it; pass one")
 
@@ -144,6 +193,17 @@ class TrainConfig:
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UsageError(f"{flag} {value!r}: expected one of {', '.join(allowed)}")
+
+
+def _int_pair(value: Any, flag: str) -> tuple[int, int]:
+    """``"256,480"`` or a pair -> two ints."""
+    if isinstance(value, str):
+        value = value.split(",")
+    try:
+        lo, hi = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} {value!r}: expected LO,HI, e.g. {flag} 256,480") from None
+    return lo, hi
 
 
 def _jitter(value: Any) -> tuple[float, float, float, float]:

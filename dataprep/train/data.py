@@ -186,6 +186,12 @@ def peek(part: Part, cache: ShardCache | None, count: int = 64) -> list[Sample]:
     return out
 
 
+def part_labels(part: Part, cache: ShardCache | None) -> list[int]:
+    """The label of every sample of ``part``, in stored order (images read, not decoded):
+    how the shard is ordered, measured over all of it."""
+    return [sample.cls for sample in iter_part(part, cache)]
+
+
 # -- pixels -------------------------------------------------------------------------------------
 
 
@@ -193,48 +199,77 @@ def peek(part: Part, cache: ShardCache | None, count: int = 64) -> list[Sample]:
 class Augment:
     """What a worker does to pixels. Pure data: pickled into each worker.
 
-    ``short_side``: stored images (not views) are resized so their shorter side is this, then
-    cropped to ``img_size`` (random position in training, center in validation). Views are
-    resized so their shorter side is ``img_size``. ``jitter`` (a
-    :class:`dataprep.ops.color.ColorJitter`) and ``lighting`` (a
-    :class:`dataprep.ops.color.PCALighting`) run after the crop and flip, in that order.
+    ``pipeline``: the :class:`dataprep.ops.augment.Augment` that ``dataprep augment`` runs
+    for the same flags (its geometry crops ``img_size``); ``None`` means a random crop and
+    a flip with probability 0.5 (``augment --crop IMG_SIZE --hflip``).
+    ``resize_first``: stored images (not views) are resized so their shorter side is
+    ``short_side`` before the pipeline (as ``augment --short-side``), views so it is
+    ``img_size``; False for scale jitter and RandomResizedCrop, which take the stored image
+    as it is. Validation: resize to ``short_side``, center crop ``img_size``.
     """
 
     img_size: int = 224
     short_side: int = 256
-    hflip: bool = True
-    jitter: Any = None
-    lighting: Any = None
+    pipeline: Any = None
+    resize_first: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pipeline is None:
+            from dataprep.ops.augment import Augment as Pipeline
+
+            object.__setattr__(self, "pipeline", Pipeline(crop=self.img_size, hflip=0.5))
+
+
+# stages the array fast path does itself; any other stage goes through Pillow
+_ARRAY_STAGES = frozenset({"geometry", "hflip", "pca_lighting"})
+
+
+def online_augment(img_size: int, short_side: int, **flags: Any) -> Augment:
+    """The training :class:`Augment` of ``dataprep augment``'s flags (the parameter names of
+    :func:`dataprep.jobs.augment.build_augment`: ``hflip``, ``scale_jitter``,
+    ``random_resized_crop``, ``rotate``, ``shift``, ``color_jitter``, ``pca_lighting``,
+    ``stats``, ``blur``, ``noise``), with ``crop=img_size``."""
+    from dataprep.jobs.augment import build_augment
+
+    pipeline = build_augment(crop=img_size, **flags)
+    scaled = pipeline is not None and (pipeline.scale_jitter is not None
+                                       or pipeline.random_resized_crop is not None)
+    return Augment(img_size, short_side, pipeline, resize_first=not scaled)
 
 
 def _fit(img: Image.Image, short_side: int) -> Image.Image:
     return resize_short_side(img, short_side, upscale=True) if min(img.size) != short_side else img
 
 
+def draw_params(aug: Augment, rng: np.random.Generator, size: tuple[int, int]
+                ) -> list[tuple[str, dict]]:
+    """The pipeline's parameters for an input of ``size`` (width, height), after the resize
+    of ``resize_first``: exactly ``dataprep augment``'s draw for the same generator."""
+    return aug.pipeline.make_params(rng, size)
+
+
 def train_pixels(img: Image.Image, is_view: bool, aug: Augment,
                  rng: np.random.Generator) -> np.ndarray:
-    """Random ``img_size`` crop, optional flip and color ops; returns HWC uint8.
+    """The pipeline on ``img`` (resized first when ``aug.resize_first``); returns HWC uint8.
 
-    Draws from ``rng`` in a fixed order: crop x, crop y, flip, then the color ops' own draws.
+    The generator is the one ``dataprep augment`` gives copy ``k`` (``sample_rng(seed, key,
+    view, epoch)``): same generator, same parameters (:func:`draw_params`), same pixels.
     """
-    img = _fit(img, aug.img_size if is_view else aug.short_side)
-    c = aug.img_size
-    x = int(rng.integers(0, img.width - c + 1))
-    y = int(rng.integers(0, img.height - c + 1))
-    img = img.crop((x, y, x + c, y + c))
-    if aug.hflip and rng.random() < 0.5:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if aug.jitter is not None:
-        img = aug.jitter(img, rng)
-    arr = np.asarray(img, dtype=np.uint8)
-    if aug.lighting is not None:
-        arr = aug.lighting(arr, rng)
-    return arr
+    if aug.resize_first:
+        img = _fit(img, aug.img_size if is_view else aug.short_side)
+    params = draw_params(aug, rng, img.size)
+    return np.asarray(aug.pipeline.apply_params(img, params), dtype=np.uint8)
 
 
 def eval_pixels(img: Image.Image, is_view: bool, aug: Augment) -> np.ndarray:
     img = _fit(img, aug.img_size if is_view else aug.short_side)
     return np.asarray(center_crop(img, aug.img_size), dtype=np.uint8)
+
+
+def array_path_ok(aug: Augment) -> bool:
+    """Can :func:`train_array` do this pipeline on arrays (crop, flip, PCA lighting only)?"""
+    return (aug.resize_first
+            and all(name in _ARRAY_STAGES for name, _ in aug.pipeline.ops))
 
 
 _SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
@@ -324,16 +359,16 @@ def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
 def train_array(arr: np.ndarray, aug: Augment, rng: np.random.Generator,
                 out: np.ndarray | None = None) -> np.ndarray:
     """:func:`train_pixels` of a stored image (not a view) already at ``aug.short_side``, on an
-    HWC array; draws from ``rng`` in the same order. Requires ``aug.jitter is None``.
-    ``out``: a C-contiguous (crop, crop, 3) array to write the result into (a batch's slot)."""
-    c = aug.img_size
+    HWC array: the same parameters and pixels. Requires :func:`array_path_ok`. ``out``: a
+    C-contiguous (crop, crop, 3) array to write the result into (a batch's slot)."""
     h, w = arr.shape[:2]
-    x = int(rng.integers(0, w - c + 1))
-    y = int(rng.integers(0, h - c + 1))
-    crop = arr[y:y + c, x:x + c]
-    flip = aug.hflip and rng.random() < 0.5
-    if aug.lighting is not None:
-        crop = aug.lighting(crop[:, ::-1] if flip else crop, rng)
+    params = dict(draw_params(aug, rng, (w, h)))
+    box = params["geometry"]
+    crop = arr[box["top"]:box["top"] + box["height"], box["left"]:box["left"] + box["width"]]
+    flip = params.get("hflip", {}).get("flip", False)
+    if "pca_lighting" in params:
+        lighting = dict(aug.pipeline.ops)["pca_lighting"]
+        crop = lighting.apply_params(crop[:, ::-1] if flip else crop, params["pca_lighting"])
     elif flip:  # torch's flip: 20x numpy's copy of a reversed view
         flipped = torch.from_numpy(crop).flip(1)
         if out is None:
@@ -471,7 +506,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         vkey = sample.key if cycle == 0 else f"{sample.key}#{cycle}"
         arr = None
         if (not is_view and sample.ext in ("jpg", "jpeg")
-                and (not self.train or self.aug.jitter is None)):
+                and (not self.train or array_path_ok(self.aug))):
             arr = decode_jpeg_array(sample.image)
             if arr is not None and min(arr.shape[:2]) == self.aug.short_side:
                 if not self.train:

@@ -1,10 +1,13 @@
 """The training loop: ``train(config) -> TrainResult``.
 
-Per epoch: pick the stage (head only while ``epoch < freeze_epochs``, then everything), stream
-exactly ``batches`` batches per rank, step the optimizer every ``accum_steps`` micro-batches with
-the learning rate of :func:`lr_factor`, evaluate on the validation shards, reduce the sums over
-ranks, then (rank 0) write ``metrics.jsonl``, ``curves.png``, ``last.pt`` and, on a better
-validation top-1, ``best.pt``. Randomness is reseeded from ``(seed, epoch)`` at each epoch, so a
+Per epoch: pick the stage (head only while ``epoch < freeze_epochs``, then every layer the
+fine-tuning plan of :mod:`dataprep.train.finetune` trains), stream exactly ``batches`` batches
+per rank, step the optimizer every ``accum_steps`` micro-batches with the learning rate of
+:func:`lr_factor` times each group's multiplier, evaluate on the validation shards (also every
+``eval_every_steps`` optimizer steps), reduce the sums over ranks, then (rank 0) write
+``metrics.jsonl``, ``curves.png``, ``last.pt``, ``epoch-N.pt`` every ``save_every`` epochs and,
+on a better validation top-1, ``best.pt``. The warnings of :mod:`dataprep.train.diagnose` are
+checked after every evaluation. Randomness is reseeded from ``(seed, epoch)`` at each epoch, so a
 run resumed from ``last.pt`` continues exactly as the uninterrupted run would have.
 """
 
@@ -26,6 +29,7 @@ from torch import nn
 
 from dataprep.errors import UsageError
 from dataprep.ops.rng import stable_rank
+from dataprep.train import diagnose
 from dataprep.train.cache import ShardCache
 from dataprep.train.checkpoint import load_checkpoint, save_checkpoint
 from dataprep.train.config import TrainConfig
@@ -35,10 +39,20 @@ from dataprep.train.data import (
     batches_per_epoch,
     make_loader,
     normalize,
+    online_augment,
+    part_labels,
     peek,
     view_count,
 )
-from dataprep.train.models import BuiltModel, build_model, set_backbone_trainable, split_params
+from dataprep.train.finetune import (
+    Plan,
+    apply_stage,
+    frozen_norms,
+    param_groups,
+    parse_lr_group,
+    plan,
+)
+from dataprep.train.models import BuiltModel, build_model, model_loss
 from dataprep.train.sources import Source, has_split, resolve_source
 
 log = logging.getLogger("dataprep.train")
@@ -69,6 +83,7 @@ class TrainResult:
     best_epoch: int | None
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = "completed"  # completed | early_stop | diverged
+    best_step: int | None = None  # optimizer step of best.pt (with --eval-every-steps)
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -108,11 +123,25 @@ OPTIMIZERS = {
 }
 
 
-def build_optimizer(cfg: TrainConfig, built: BuiltModel) -> torch.optim.Optimizer:
-    """Two parameter groups: backbone at ``lr``, head at ``lr * head_lr_mult``."""
-    backbone, head = split_params(built.model, built.head)
-    groups = [{"params": backbone, "lr_mult": 1.0}, {"params": head, "lr_mult": cfg.head_lr_mult}]
-    return OPTIMIZERS[cfg.optimizer]([g for g in groups if g["params"]], cfg)
+def fine_tune_plan(cfg: TrainConfig, built: BuiltModel) -> Plan:
+    """The groups of ``--lr-group``, ``--train-last`` / ``--freeze-until`` and
+    ``--head-lr-mult`` (see :mod:`dataprep.train.finetune`)."""
+    return plan(built.model, built.head, rules=[parse_lr_group(t) for t in cfg.lr_group],
+                head_lr_mult=cfg.head_lr_mult, train_last=cfg.train_last,
+                freeze_until=cfg.freeze_until)
+
+
+def build_optimizer(cfg: TrainConfig, built: BuiltModel, groups: Plan | None = None,
+                    ) -> torch.optim.Optimizer:
+    """One parameter group per trained group of the plan (``name``, ``lr_mult``); without
+    --lr-group: backbone at ``lr``, head at ``lr * head_lr_mult``. Frozen parameters are
+    left out. Raises :class:`UsageError` when nothing would train."""
+    groups = groups or fine_tune_plan(cfg, built)
+    param_list = param_groups(built.model, groups)
+    if not param_list:
+        raise UsageError("every parameter is frozen (--lr-group ...=0, --train-last, "
+                         "--freeze-until): nothing would train")
+    return OPTIMIZERS[cfg.optimizer](param_list, cfg)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> None:
@@ -170,36 +199,28 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def make_augment(cfg: TrainConfig) -> Augment:
-    """Pixel work of the training workers, with the color ops of :mod:`dataprep.ops.color`."""
-    jitter = lighting = None
-    if cfg.color_jitter is not None and any(cfg.color_jitter):
-        from dataprep.ops.color import ColorJitter
-
-        jitter = ColorJitter(*cfg.color_jitter)
-    if cfg.pca_lighting > 0:
-        from dataprep.ops.color import PCALighting
-
-        if cfg.pca_stats:
-            try:
-                stats = json.loads(Path(cfg.pca_stats).read_text())
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"--pca-stats {cfg.pca_stats}: cannot read it ({exc})") from exc
-            lighting = PCALighting.from_stats(stats, sigma=cfg.pca_lighting)
-        else:
-            lighting = PCALighting(sigma=cfg.pca_lighting)
-    return Augment(cfg.img_size, cfg.crop_short_side, cfg.hflip, jitter, lighting)
+    """The training pixels of ``cfg``: ``dataprep augment``'s pipeline for the same flags
+    (:func:`dataprep.jobs.augment.build_augment`), cropping ``--img-size``."""
+    stats = (cfg.stats or cfg.pca_stats) if cfg.pca_lighting else None
+    try:
+        return online_augment(cfg.img_size, cfg.crop_short_side, hflip=cfg.hflip,
+                              scale_jitter=cfg.scale_jitter,
+                              random_resized_crop=cfg.random_resized_crop, rotate=cfg.rotate,
+                              shift=cfg.shift, color_jitter=cfg.color_jitter,
+                              pca_lighting=cfg.pca_lighting, stats=stats, blur=cfg.blur,
+                              noise=cfg.noise)
+    except UsageError as exc:  # the trainer's crop is --img-size
+        raise UsageError(str(exc).replace("--crop", "--img-size")) from None
 
 
-def _warn_if_sorted(head: list, num_samples: int | None, buffer: int, num_classes: int) -> None:
+def _warn_if_sorted(labels: list[int], shard: str, num_samples: int | None, buffer: int,
+                    num_classes: int) -> None:
     """Shards written in class order defeat a shuffle buffer smaller than the data: batches then
-    hold one or two classes, which wrecks BatchNorm statistics and the gradient. Say so."""
-    labels = {s.cls for s in head}
-    if num_classes > 1 and len(head) >= 32 and len(labels) == 1 and (
-            num_samples is None or buffer < num_samples):
-        log.warning("the first %d samples of the first shard all have label %d: the shards look "
-                    "sorted by class, and --shuffle-buffer %d mixes only a window of them; "
-                    "write the shards with `dataprep shard --shuffle`", len(head), labels.pop(),
-                    buffer)
+    hold one or two classes, which wrecks BatchNorm statistics and the gradient. Say so,
+    measured over the whole first shard."""
+    message = diagnose.sorted_shard_message(labels, shard, buffer, num_samples, num_classes)
+    if message:
+        log.warning(message)
 
 
 def _resolve_val(cfg: TrainConfig) -> Source | None:
@@ -219,8 +240,11 @@ def _prepare_run_dir(cfg: TrainConfig, d: Dist) -> Path:
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         if cfg.overwrite:
-            for name in ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "config.json"):
+            for name in ("last.pt", "best.pt", "metrics.jsonl", "evals.jsonl", "curves.png",
+                         "config.json"):
                 (out / name).unlink(missing_ok=True)
+            for snapshot in out.glob("epoch-*.pt"):
+                snapshot.unlink()
     return out
 
 
@@ -248,6 +272,10 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.chance_epochs = 0
+        self.best_step: int | None = None
+        self.step_evals: list[dict[str, Any]] = []  # --eval-every-steps validations
+        self.evals: list[dict[str, Any]] = []  # every validation, in order (diagnostics)
+        self.warned: list[str] = []  # diagnostics given once per run
         if cfg.resume:
             self._resume()
         if self.dist.main:
@@ -262,7 +290,7 @@ class Trainer:
         cache = None
         if train.remote or (val is not None and val.remote):
             cache = ShardCache(cfg.cache_dir or str(self.out / "shard-cache"), cfg.cache_size)
-        head = peek(train.parts[0], cache)
+        head = peek(train.parts[0], cache, count=1)
         views = view_count(head[0].meta) if head else 1
         per_sample = views if cfg.lazy_views == "expand" else 1
         if cfg.steps_per_epoch:
@@ -282,7 +310,8 @@ class Trainer:
             log.warning("--num-classes %d differs from the %d classes the shards name",
                         num_classes, len(classes))
         cfg.num_classes, cfg.classes = num_classes, list(classes)
-        _warn_if_sorted(head, train.num_samples, cfg.shuffle_buffer, num_classes)
+        _warn_if_sorted(part_labels(train.parts[0], cache), train.parts[0].url,
+                        train.num_samples, cfg.shuffle_buffer, num_classes)
         aug = make_augment(cfg)
         common = dict(batch_size=cfg.batch_size, aug=aug, seed=cfg.seed, rank=d.rank,
                       world_size=d.world_size, cache=cache)
@@ -310,12 +339,17 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # same initial head on every rank and every run
         assert cfg.num_classes is not None
         self.built = build_model(cfg.model, cfg.num_classes, weights=cfg.weights,
-                                 pretrained=cfg.pretrained)
+                                 pretrained=cfg.pretrained, img_size=cfg.img_size,
+                                 reinit_last=cfg.reinit_last)
         model = self.built.model.to(self.device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.optimizer = build_optimizer(cfg, self.built)
+        self.plan = fine_tune_plan(cfg, self.built)
+        self.optimizer = build_optimizer(cfg, self.built, self.plan)
+        if self.dist.main:
+            log.info(_model_line(cfg, self.built))
+            log.info(self.plan.table(cfg.lr))
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp == torch.float16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -324,7 +358,12 @@ class Trainer:
         self.stage: str | None = None
         self.wrapped: nn.Module = model
         cfg.resolved.update(head=self.built.head, model_source=self.built.source,
-                            parameters=sum(p.numel() for p in model.parameters()))
+                            parameters=sum(p.numel() for p in model.parameters()),
+                            aux_weight=self.built.aux_weight, reinit=self.built.reinit,
+                            head_replaced=self.built.head_replaced,
+                            groups=[{"name": g.name, "lr_mult": g.mult, "layers": len(g.layers),
+                                     "parameters": g.numel} for g in self.plan.groups
+                                    if g.params])
 
     def _resume(self) -> None:
         state = load_checkpoint(self.out / "last.pt")
@@ -345,6 +384,10 @@ class Trainer:
         self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
         self.bad_epochs, self.chance_epochs = state["bad_epochs"], state["chance_epochs"]
         self.history = list(state["history"])
+        self.best_step = state.get("best_step")
+        self.step_evals = list(state.get("step_evals", []))
+        self.evals = list(state.get("evals", []))
+        self.warned = list(state.get("warned", []))
         log.info("resuming %s after epoch %d", self.out, self.epoch)
 
     def _set_stage(self, epoch: int) -> None:
@@ -353,7 +396,7 @@ class Trainer:
         if stage == self.stage:
             return
         self.stage = stage
-        set_backbone_trainable(self.model, self.built.head, stage == "all")
+        apply_stage(self.model, self.plan, stage)
         if self.dist.active:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -365,8 +408,10 @@ class Trainer:
 
     def _train_mode(self) -> None:
         self.model.train()
-        if self.stage == "head" or self.cfg.freeze_bn:
-            # a frozen backbone keeps its normalization statistics (inference mode BN)
+        # frozen layers keep their normalization statistics (inference mode BN)
+        for m in frozen_norms(self.model, self.plan, self.stage or "all"):
+            m.eval()
+        if self.cfg.freeze_bn:
             head = self.built.head + "."
             for name, m in self.model.named_modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith(head):
@@ -409,8 +454,8 @@ class Trainer:
                 sync = self.wrapped.no_sync()  # type: ignore[operator]
             with sync:
                 with self._autocast():
-                    logits = self.wrapped(x)
-                    loss = self.criterion(logits.float(), y)
+                    loss, logits = model_loss(self.wrapped(x), y, self.criterion,
+                                              self.built.aux_weight)
                 self.scaler.scale(loss / group_len).backward()
             if last:
                 set_lr(self.optimizer, cfg.lr, lr_factor(cfg, self.step, self.optimizer_steps))
@@ -418,6 +463,8 @@ class Trainer:
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
+                if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
+                    self._step_eval(epoch)
             batches += 1
             with torch.no_grad():
                 value = loss.detach().double()
@@ -486,7 +533,50 @@ class Trainer:
         dist.all_gather(out, t)
         return [int(o.item()) for o in out]
 
+    def _step_eval(self, epoch: int) -> None:
+        """Validate mid-epoch (``--eval-every-steps``): record it, keep ``best.pt`` on a better
+        top-1, check the diagnostics; then back to training mode."""
+        m = self._evaluate()
+        if not m:
+            return
+        m = {"epoch": epoch + 1, "step": self.step, **m}
+        if self._better(m["val_top1"]):
+            self.best_top1, self.best_epoch, self.best_step = m["val_top1"], epoch + 1, self.step
+            m["best"] = True
+        self.step_evals.append(m)
+        self._diagnose_eval(m)
+        if self.dist.main:
+            if m.get("best"):
+                save_checkpoint(self.out / "best.pt", self._checkpoint_state())
+            lines = "".join(json.dumps(e) + "\n" for e in self.step_evals)
+            tmp = self.out / ".evals.jsonl.tmp"
+            tmp.write_text(lines)
+            os.replace(tmp, self.out / "evals.jsonl")
+            log.info("step %d: val loss %.4f | top-1 %.3f%s", self.step, m["val_loss"],
+                     m["val_top1"], " (best)" if m.get("best") else "")
+        self._train_mode()
+
     # bookkeeping ----------------------------------------------------------------------------
+
+    def _better(self, top1: float) -> bool:
+        return self.best_top1 is None or top1 > self.best_top1
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self.warned:
+            self.warned.append(kind)
+            log.warning(message)
+
+    def _diagnose_eval(self, m: dict[str, Any]) -> None:
+        """Loss rising at chance, over every validation so far (epochs and steps)."""
+        self.evals.append({k: m[k] for k in ("val_loss", "val_top1", "chance")})
+        if (self.cfg.num_classes or 0) > 1 and diagnose.loss_rising_at_chance(self.evals):
+            self._warn_once("loss_rising", diagnose.loss_rising_message(self.evals,
+                                                                        self.cfg.lr))
+
+    def _diagnose_epoch(self) -> None:
+        if diagnose.overfitting(self.history):
+            self._warn_once("overfitting", diagnose.overfitting_message(
+                self.history, self.cfg.weight_decay, self.best_epoch))
 
     def _judge(self, m: dict[str, Any]) -> str | None:
         """Update best / patience / warnings from epoch metrics; return a reason to stop."""
@@ -498,8 +588,10 @@ class Trainer:
         if "val_top1" not in m:
             return None
         top1 = m["val_top1"]
-        if self.best_top1 is None or top1 > self.best_top1:
+        self._diagnose_eval(m)
+        if self._better(top1):
             self.best_top1, self.best_epoch, self.bad_epochs = top1, m["epoch"], 0
+            self.best_step = self.step
             m["best"] = True
         else:
             self.bad_epochs += 1
@@ -523,6 +615,8 @@ class Trainer:
                 "best_top1": self.best_top1, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "chance_epochs": self.chance_epochs,
                 "history": self.history, "config": self.cfg.to_dict(),
+                "best_step": self.best_step, "step_evals": self.step_evals,
+                "evals": self.evals, "warned": self.warned,
                 "classes": self.cfg.classes}
 
     def _write(self, m: dict[str, Any]) -> None:
@@ -532,6 +626,8 @@ class Trainer:
         save_checkpoint(self.out / "last.pt", state)  # first: metrics never run ahead of it
         if m.get("best"):
             save_checkpoint(self.out / "best.pt", state)
+        if self.cfg.save_every and m["epoch"] % self.cfg.save_every == 0:
+            save_checkpoint(self.out / f"epoch-{m['epoch']}.pt", state)
         lines = "".join(json.dumps(h) + "\n" for h in self.history)
         tmp = self.out / ".metrics.jsonl.tmp"
         tmp.write_text(lines)
@@ -558,13 +654,15 @@ class Trainer:
             if reason:
                 m["stopped"] = stopped = reason
             self.history.append(m)
+            if "val_top1" in m:
+                self._diagnose_epoch()
             if self.dist.main:
                 self._write(m)
                 log.info(_epoch_line(m))
             if self.dist.active:
                 dist.barrier()
         return TrainResult(str(self.out), self.epoch, self.best_top1, self.best_epoch,
-                           self.history, stopped)
+                           self.history, stopped, self.best_step)
 
     def close(self) -> None:
         if self.dist.active and dist.is_initialized():
@@ -577,6 +675,20 @@ def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
+
+
+def _model_line(cfg: TrainConfig, built: BuiltModel) -> str:
+    """What was built: the model, input size, weights, head kept or replaced, re-initialised
+    layers, auxiliary loss weight."""
+    parts = [f"model {cfg.model} ({built.source}) at {cfg.img_size} px"]
+    if cfg.weights:
+        parts.append(f"weights {cfg.weights}: classifier {built.head} "
+                     + ("replaced (another class count)" if built.head_replaced else "kept"))
+    if built.reinit:
+        parts.append(f"re-initialised {', '.join(built.reinit)}")
+    if built.aux_weight:
+        parts.append(f"auxiliary losses x{built.aux_weight:g}")
+    return "; ".join(parts)
 
 
 def _epoch_line(m: dict[str, Any]) -> str:

@@ -4,15 +4,21 @@ A row is a module that computes something on its own: a leaf (no children) or a 
 owns parameters directly (ViT's class token, for one). Each parameter is counted once, in the
 row of the module that owns it, so the rows sum to the model's own count
 (``sum(p.numel() for p in model.parameters())``), shared parameters included once.
+
+With a fine-tuning :class:`~dataprep.train.finetune.Plan`, each row also says how it trains:
+``x MULT`` of the base learning rate, ``frozen``, or ``mixed`` when its parameters differ.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from dataprep.train.finetune import Plan
 
 
 @dataclass
@@ -23,6 +29,7 @@ class Row:
     params: int = 0
     trainable: int = 0
     calls: int = 0
+    trains: str = ""  # with a plan: "x10", "x1", "frozen" or "mixed"
 
 
 @dataclass
@@ -37,13 +44,17 @@ class Summary:
     def to_text(self) -> str:
         width = max([len("layer")] + [len(r.name) + len(r.kind) + 3 for r in self.rows])
         shape_w = max([len("output shape")] + [len(r.shape) for r in self.rows])
+        planned = any(r.trains for r in self.rows)
         lines = [f"{self.model}: input {list(self.input_shape)}",
-                 f"{'layer':<{width}}  {'output shape':<{shape_w}}  {'params':>12}"]
+                 f"{'layer':<{width}}  {'output shape':<{shape_w}}  {'params':>12}"
+                 + ("  trains (lr x)" if planned else "")]
         lines.append("-" * len(lines[-1]))
         for r in self.rows:
             label = f"{r.name} ({r.kind})"
             calls = f"  x{r.calls}" if r.calls > 1 else ""
-            lines.append(f"{label:<{width}}  {r.shape:<{shape_w}}  {r.params:>12,}{calls}")
+            trains = f"  {r.trains:<14}" if planned else ""
+            lines.append(f"{label:<{width}}  {r.shape:<{shape_w}}  {r.params:>12,}{trains}"
+                         f"{calls}".rstrip())
         lines.append("-" * len(lines[1]))
         lines += [f"total params:         {self.total_params:,}",
                   f"trainable params:     {self.trainable_params:,}",
@@ -63,8 +74,20 @@ def _shape(out: Any) -> str:
     return type(out).__name__
 
 
-def summarize(model: nn.Module, input_shape: tuple[int, ...], name: str = "") -> Summary:
-    """Run one forward pass on zeros of ``input_shape`` (eval mode, no grad) and tabulate."""
+def _trains(plan: Plan, params: list[str]) -> str:
+    mults = {plan.of_param[p].mult for p in params if p in plan.of_param}
+    if not mults:
+        return ""
+    if len(mults) > 1:
+        return "mixed"
+    mult = mults.pop()
+    return "frozen" if mult == 0 else f"x{mult:g}"
+
+
+def summarize(model: nn.Module, input_shape: tuple[int, ...], name: str = "",
+              plan: Plan | None = None) -> Summary:
+    """Run one forward pass on zeros of ``input_shape`` (eval mode, no grad) and tabulate;
+    with ``plan``, each row says how its parameters train."""
     seen: set[int] = set()
     rows: dict[str, Row] = {}
     order: list[str] = []
@@ -73,9 +96,13 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], name: str = "") ->
         seen.update(id(p) for p in own)
         if next(module.children(), None) is not None and not own:
             continue
+        prefix = f"{qual}." if qual else ""
+        names = [prefix + n for n, p in module.named_parameters(recurse=False)
+                 if any(p is q for q in own)]
         rows[qual] = Row(qual or "(model)", type(module).__name__,
                          params=sum(p.numel() for p in own),
-                         trainable=sum(p.numel() for p in own if p.requires_grad))
+                         trainable=sum(p.numel() for p in own if p.requires_grad),
+                         trains=_trains(plan, names) if plan is not None else "")
 
     def hook(qual: str):
         def record(_module: nn.Module, _inputs: Any, out: Any) -> None:

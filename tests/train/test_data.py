@@ -13,6 +13,7 @@ from conftest import CLASSES, make_shards, samples, write_split
 from PIL import Image
 
 from dataprep.errors import ShardError
+from dataprep.jobs.augment import build_augment
 from dataprep.ops.crop import ten_crop
 from dataprep.ops.rng import sample_rng
 from dataprep.train.data import (
@@ -22,13 +23,14 @@ from dataprep.train.data import (
     eval_pixels,
     iter_part,
     make_loader,
+    online_augment,
     plan_parts,
     train_pixels,
     view_image,
 )
 from dataprep.train.sources import has_split, resolve_source
 
-AUG = Augment(img_size=32, short_side=36)
+AUG = online_augment(32, 36)
 
 
 @pytest.mark.parametrize("num_parts", range(1, 9))
@@ -144,16 +146,17 @@ def test_lazy_views_expand_in_ten_crop_order(tmp_path):
 def test_train_pixels_crop_inside_and_flip():
     arr = np.arange(40 * 50 * 3, dtype=np.uint32).reshape(40, 50, 3) % 251
     img = Image.fromarray(arr.astype(np.uint8), "RGB")
-    aug = Augment(img_size=24, short_side=40, hflip=True)
+    aug = online_augment(24, 40, hflip=True)
     flips = 0
     for k in range(20):
         rng = sample_rng(0, "k", 0, k)
         out = train_pixels(img, False, aug, rng)
         assert out.shape == (24, 24, 3)
-        rng = sample_rng(0, "k", 0, k)
-        x, y = int(rng.integers(0, 50 - 24 + 1)), int(rng.integers(0, 40 - 24 + 1))
+        params = dict(build_augment(crop=24, hflip=True).make_params(sample_rng(0, "k", 0, k),
+                                                                     img.size))
+        x, y = params["geometry"]["left"], params["geometry"]["top"]
         window = np.asarray(img)[y:y + 24, x:x + 24]
-        flipped = rng.random() < 0.5
+        flipped = params["hflip"]["flip"]
         flips += flipped
         assert np.array_equal(out, window[:, ::-1] if flipped else window)
     assert 0 < flips < 20
@@ -166,12 +169,9 @@ def test_eval_pixels_resize_then_center_crop():
 
 
 def test_color_ops_from_dataprep_ops_are_applied(tmp_path):
-    from dataprep.ops.color import ColorJitter, PCALighting
-
     img = Image.new("RGB", (36, 36), (120, 80, 40))
     plain = train_pixels(img, False, AUG, sample_rng(0, "a"))
-    aug = Augment(img_size=32, short_side=36, jitter=ColorJitter(0.4, 0.4, 0.4, 0.1),
-                  lighting=PCALighting(0.1))
+    aug = online_augment(32, 36, color_jitter=(0.4, 0.4, 0.4, 0.1), pca_lighting=0.1)
     jittered = train_pixels(img, False, aug, sample_rng(0, "a"))
     assert not np.array_equal(plain, jittered)
     assert np.array_equal(jittered, train_pixels(img, False, aug, sample_rng(0, "a")))

@@ -23,6 +23,7 @@ from dataprep.train.data import (
     decode_jpeg_array,
     eval_array,
     eval_pixels,
+    online_augment,
     train_array,
     train_pixels,
 )
@@ -113,7 +114,7 @@ def test_what_the_fast_path_does_not_take_returns_none(decoder):
 @pytest.mark.parametrize("seed", range(6))
 def test_train_and_eval_arrays_equal_the_pillow_functions(seed, decoder):
     raw = jpeg_at(Image.open(PHOTOS[seed % len(PHOTOS)]).convert("RGB"), 64)
-    aug = Augment(img_size=48, short_side=64)
+    aug = online_augment(48, 64)
     img, arr = open_image(raw), decode_jpeg_array(raw)
     for key in ("a", "b", "c", "d"):
         expected = train_pixels(img, False, aug, sample_rng(seed, key))
@@ -125,9 +126,7 @@ def test_train_and_eval_arrays_equal_the_pillow_functions(seed, decoder):
 
 @pytest.mark.parametrize("lighting", [False, True])
 def test_arrays_written_into_batch_slots_equal_the_pillow_functions(lighting):
-    from dataprep.ops.color import PCALighting
-
-    aug = Augment(img_size=48, short_side=64, lighting=PCALighting(0.1) if lighting else None)
+    aug = online_augment(48, 64, pca_lighting=0.1 if lighting else 0.0)
     slots = np.zeros((9, 48, 48, 3), np.uint8)
     for i, path in enumerate(PHOTOS[:4]):
         raw = jpeg_at(Image.open(path).convert("RGB"), 64)
