@@ -273,6 +273,7 @@ class Trainer:
         self.bad_epochs = 0
         self.chance_epochs = 0
         self.best_step: int | None = None
+        self.base_lr = cfg.lr  # --lr times the schedule's factor at the last step
         self.step_evals: list[dict[str, Any]] = []  # --eval-every-steps validations
         self.evals: list[dict[str, Any]] = []  # every validation, in order (diagnostics)
         self.warned: list[str] = []  # diagnostics given once per run
@@ -458,7 +459,8 @@ class Trainer:
                                               self.built.aux_weight)
                 self.scaler.scale(loss / group_len).backward()
             if last:
-                set_lr(self.optimizer, cfg.lr, lr_factor(cfg, self.step, self.optimizer_steps))
+                self.base_lr = cfg.lr * lr_factor(cfg, self.step, self.optimizer_steps)
+                set_lr(self.optimizer, self.base_lr, 1.0)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -489,7 +491,7 @@ class Trainer:
                 "train_samples": int(samples), "nonfinite_batches": int(nonfinite),
                 "images_per_s": samples / seconds, "train_seconds": seconds,
                 "batches_per_rank": per_rank,
-                "lr": self.optimizer.param_groups[0]["lr"]}
+                "lr": self.base_lr}  # --lr as scheduled; each group has x its multiplier
 
     @torch.no_grad()
     def _evaluate(self) -> dict[str, Any]:
