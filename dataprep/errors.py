@@ -31,6 +31,10 @@ class OutputError(UsageError):
     overlaps the inputs, another run holds it, or its ledger or journal is damaged."""
 
 
+class WorkerError(DataprepError):
+    """A worker process died mid-run (killed, out of memory); finished work is kept."""
+
+
 class DiskFullError(DataprepError):
     """The output's filesystem ran out of space (finished shards are kept for resuming)."""
 

@@ -57,14 +57,11 @@ class Journal:
     def load(self) -> JournalState | None:
         """The journal's content, or None without one (or with only a torn header). A damaged
         journal raises :class:`OutputError`."""
-        if not self.path.exists():
+        from dataprep.io.files import read_regular
+
+        if not os.path.lexists(self.path):
             return None
-        try:
-            if self.path.stat().st_size > MAX_JOURNAL_BYTES:
-                raise OutputError(f"{self.path} is larger than any journal dataprep writes")
-            raw = self.path.read_bytes().split(b"\n")
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot read the journal ({exc.strerror})") from exc
+        raw = read_regular(self.path, limit=MAX_JOURNAL_BYTES, error=OutputError).split(b"\n")
         lines: list[dict[str, Any]] = []
         for i, line in enumerate(raw):
             try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.cluster import active, map_cluster, ordered_window
-from dataprep.errors import DiskFullError, ImageError
+from dataprep.errors import DiskFullError, ImageError, WorkerError
 from dataprep.io.writers import PackedGroup, image_bytes
 from dataprep.records import Record, Sample
 from dataprep.report import Report
@@ -42,12 +42,17 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+MAX_JOBS_PER_CORE = 4  # more local workers than this only add memory and start-up
+
+
 def resolve_jobs(jobs: int | None) -> int:
+    """Worker processes for ``--jobs``: 0 or None all cores, negative joblib's rule, and at
+    most ``MAX_JOBS_PER_CORE`` a core (a typo like -j 1000000 must not fork a million)."""
     if jobs is None or jobs == 0:
         return default_jobs()
     if jobs < 0:  # joblib convention: -1 = all cores
         return max(1, default_jobs() + 1 + jobs)
-    return jobs
+    return min(jobs, MAX_JOBS_PER_CORE * default_jobs())
 
 
 def run_chunk(task: Task, records: list[Record]) -> ChunkResult:
@@ -256,6 +261,21 @@ def local_executor(jobs: int) -> Any:
 
 def map_records(task: Task, records: Iterable[Record], jobs: int,
                 total: int | None = None) -> Iterator[Mapped]:
+    """:func:`_map_records`; a worker process that dies (killed, out of memory) is a
+    :class:`WorkerError` saying what to do, not a pool's traceback."""
+    try:
+        yield from _map_records(task, records, jobs, total)
+    except Exception as exc:
+        if not _worker_died(exc):
+            raise
+        shutdown_local()
+        raise WorkerError(
+            "a worker process died (killed, or out of memory?); finished shards are kept: run "
+            "the same command again to resume (with fewer --jobs if memory is short)") from exc
+
+
+def _map_records(task: Task, records: Iterable[Record], jobs: int,
+                 total: int | None = None) -> Iterator[Mapped]:
     """Yield ``(record, samples, error)`` in input order, computed by ``jobs`` processes (or the
     workers of the active :func:`cluster`)."""
     backend, workers = active()
@@ -312,8 +332,17 @@ def _disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the output's file system is full (LMDB says it in words)."""
     if isinstance(exc, OSError):
         return exc.errno in DISK_FULL_ERRNOS
+    # LMDB reports a write that found no space at commit as an I/O error
     return type(exc).__module__ == "lmdb" and any(
-        word in str(exc) for word in ("No space left", "Disk quota", "File too large"))
+        word in str(exc) for word in ("No space left", "Disk quota", "File too large",
+                                      "Input/output error"))
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """Whether ``exc`` says a worker process died (killed, or out of memory)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(exc, BrokenProcessPool) or type(exc).__name__ == "TerminatedWorkerError"
 
 
 def execute(

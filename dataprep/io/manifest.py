@@ -9,6 +9,7 @@ every commit. Both are written atomically (temporary file, fsync, rename).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,16 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path, default: Any = None) -> Any:
     """A JSON file's value, ``default`` when it does not exist; a damaged or oversized file
     is an :class:`OutputError` naming it."""
+    from dataprep.io.files import read_regular
+
     p = Path(path)
-    if not p.exists():
+    if not os.path.lexists(p):
         return default
+    data = read_regular(p, limit=MAX_LEDGER_BYTES, error=OutputError)  # a FIFO never blocks
     try:
-        if p.stat().st_size > MAX_LEDGER_BYTES:
-            raise OutputError(f"{p} is over {MAX_LEDGER_BYTES:,} bytes; not a dataprep file")
-        return json.loads(p.read_bytes())
-    except OSError as exc:
-        raise OutputError(f"{p}: cannot read ({exc.strerror or exc})") from exc
-    except ValueError as exc:
-        raise OutputError(f"{p} is damaged (not JSON: {exc})") from exc
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise OutputError(f"{p} is damaged (not JSON: {str(exc)[:200]})") from exc
 
 
 def _shard_ok(s: Any) -> bool:
@@ -56,6 +56,14 @@ def ledger_problem(ledger: Any) -> str | None:
         shards = entry.get("shards", [])
         if not isinstance(shards, list) or not all(_shard_ok(s) for s in shards):
             return f"split {split!r} has a malformed shard list"
+        for key, kind in (("records_in", int), ("samples_out", int), ("skipped", int),
+                          ("classes", list), ("identity", dict), ("params", dict),
+                          ("format", str), ("command", str)):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                return f"split {split!r} has a malformed {key!r}"
+        if "\0" in "".join(s["name"] for s in shards):
+            return f"split {split!r} names a shard with a NUL byte"
     return None
 
 

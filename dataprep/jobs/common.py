@@ -26,6 +26,7 @@ from dataprep.jobs.output import (
     OutputFolder,
     SplitPlan,
     check_class_folders,
+    check_folder_names,
     check_split_names,
 )
 from dataprep.records import Record, Sample
@@ -260,6 +261,8 @@ def run_job(
     check_split_names(splits)
     if fmt == "folder":
         check_class_folders(classes)
+        check_folder_names(classes, (r.key for r in records) if isinstance(records, Sequence)
+                           else ())
     out = OutputFolder(out_dir)
     out.check_target()
     listed: Sequence[Record]
@@ -277,7 +280,7 @@ def run_job(
         task = TarPackingTask(task)
     existed = out.path.is_dir()  # else it is made (and locked) only once the budget allows
     with out.locked(create=existed and not dry_run, shared=dry_run):
-        plans = (out.plan(fmt, idents, overwrite, log, classes) if existed
+        plans = (out.plan(fmt, idents, overwrite, log, classes, dry_run=dry_run) if existed
                  else {s: SplitPlan("new") for s in idents})
         est, precomputed = _estimate(listed, records, total, plans, default_split, task, fmt,
                                      out.path, jobs, log)

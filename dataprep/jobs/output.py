@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,11 +54,32 @@ SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 Log = Callable[[str], None]
 
 
+MAX_SPLIT_NAME = 64
+MAX_NAME_BYTES = 240  # a file name's bytes (most file systems allow 255)
+RESERVED = {LEDGER_NAME, INFO_NAME, ERRORS_NAME, LOCK_NAME, STAGE_NAME}
+
+
 def check_split_names(splits: Iterable[str]) -> None:
     for split in splits:
-        if not SPLIT_NAME.fullmatch(split or ""):
-            raise UsageError(f"split name {split!r} is not allowed: use letters, digits, _ and "
-                             "- only (e.g. --split train)")
+        if not SPLIT_NAME.fullmatch(split or "") or len(split) > MAX_SPLIT_NAME:
+            raise UsageError(f"split name {split!r:.80} is not allowed: use letters, digits, _ "
+                             f"and - only, at most {MAX_SPLIT_NAME} (e.g. --split train)")
+
+
+def check_folder_names(classes: Sequence[str], keys: Iterable[str]) -> None:
+    """What the folder sink would name files and folders is possible and not one of
+    dataprep's own names: refused before any work otherwise."""
+    for name in classes:
+        folder = safe_name(str(name))
+        if (folder in RESERVED or folder.startswith(".") or folder.endswith((".tar", ".lmdb"))
+                or len(folder.encode()) > MAX_NAME_BYTES):
+            raise UsageError(f"class {str(name)[:80]!r} would be the folder {folder[:80]!r}, "
+                             "which --format folder cannot use (a name dataprep keeps for its "
+                             "own files, or too long); rename the class")
+    for key in keys:
+        if len(safe_name(key).encode()) > MAX_NAME_BYTES - 16:
+            raise UsageError(f"key {key[:60]!r}... is too long for a file name of --format "
+                             "folder; use shorter file names, or webdataset or lmdb")
 
 
 def check_class_folders(classes: Sequence[str]) -> None:
@@ -131,6 +153,8 @@ class OutputFolder:
             real = dirs.get(head)
             if real is None:
                 real = dirs[head] = os.path.realpath(head)
+            if os.path.islink(r.path):  # a link into -o: where it leads counts
+                real = os.path.realpath(r.path)
             if _inside(real, out) or _inside(head, out_abs):
                 raise UsageError(f"-o {self.path} holds the input {r.path}; the run would write "
                                  "where it reads: choose an -o outside the inputs")
@@ -151,10 +175,13 @@ class OutputFolder:
             return
         flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
         try:
-            fd = os.open(lock, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            fd = os.open(lock, flags | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
             raise OutputError(f"{lock}: cannot open the folder's lock file ({exc.strerror}); "
                               "it must be a plain file dataprep can write") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(f"{lock}: the folder's lock file is not a plain file; remove it")
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -187,7 +214,7 @@ class OutputFolder:
         """A shard name from a ledger or journal as a path inside this folder (a name that
         would leave it is damage, never followed)."""
         parts = Path(name).parts
-        if not parts or Path(name).is_absolute() or ".." in parts:
+        if not parts or Path(name).is_absolute() or ".." in parts or "\0" in name:
             raise OutputError(f"{self.path / LEDGER_NAME} names {name!r}, which is not a path "
                               "inside the folder; the ledger is damaged or was edited")
         path = self.path / name
@@ -261,14 +288,20 @@ class OutputFolder:
             pass
 
     def plan(self, fmt: str, identities: dict[str, dict[str, Any]], overwrite: bool,
-             log: Log, classes: Sequence[str] = ()) -> dict[str, SplitPlan]:
+             log: Log, classes: Sequence[str] = (), dry_run: bool = False,
+             ) -> dict[str, SplitPlan]:
         """Per split: new, resume or complete (see the module docstring). Everything is
         decided and checked before anything is changed: other commands' output is refused
-        unless ``overwrite``, and so are files in the way that no ledger or journal names."""
+        unless ``overwrite``, and so are files in the way that no ledger or journal names.
+        ``dry_run``: decide only (what a run would do); nothing is changed."""
+        self._check_ledger_names()
         decisions = {split: self._decide(split, fmt, ident, overwrite)
                      for split, ident in identities.items()}
         self._refuse_strangers(fmt, [s for s, (what, _) in decisions.items()
                                      if what != "complete"], classes)
+        if dry_run:
+            return {split: self._foresee(split, fmt, what, state)
+                    for split, (what, state) in decisions.items()}
         for name in (LEDGER_NAME, INFO_NAME, ERRORS_NAME):  # write_atomic's own temp names
             durable.unlink(self.path / f".{name}.tmp")
         plans = {}
@@ -287,6 +320,59 @@ class OutputFolder:
             plans[split] = SplitPlan("complete" if what == "complete" else "new")
         return plans
 
+    @staticmethod
+    def owns(split: str, fmt: str, name: str) -> bool:
+        """Whether ``name`` is one dataprep gives a shard of ``split`` in ``fmt``: only such
+        names are ever deleted."""
+        if fmt == "webdataset":
+            return re.fullmatch(rf"{re.escape(split)}-\d+\.tar", name) is not None
+        if fmt == "lmdb":
+            return name == f"{split}.lmdb/data.mdb"
+        parts = name.split("/")
+        return (len(parts) == 2 and all(parts) and not parts[0].startswith(".")
+                and not parts[1].startswith(".") and parts[0] not in RESERVED)
+
+    def _check_ledger_names(self) -> None:
+        """Every shard the ledger names is a name of its split's own, claimed once."""
+        claimed: dict[str, str] = {}
+        for split, entry in self.ledger()["splits"].items():
+            fmt = str(entry.get("format", "webdataset"))
+            for shard in entry.get("shards", []):
+                name = shard["name"]
+                other = claimed.setdefault(name, split)
+                if other != split or not self.owns(split, fmt, name):
+                    raise OutputError(
+                        f"{self.path / LEDGER_NAME} names {name[:80]!r} for split {split!r}"
+                        + (f" (and for {other!r})" if other != split else
+                           ", which is not a name dataprep gives that split's shards")
+                        + "; the ledger was edited: restore it, or move the folder's content "
+                        "away")
+                self._named(name)
+
+    def _check_journal(self, split: str, fmt: str, state: JournalState) -> None:
+        """Every shard a journal names is the split's own, staged in its stage folder."""
+        stage = f"{STAGE_NAME}/{split}/"
+        for f in state.files():
+            name, tmp = str(f.get("name", "")), str(f.get("tmp", ""))
+            final = str(f.get("final", name))
+            if (not self.owns(split, fmt, name) or not tmp.startswith(stage) or ".." in tmp
+                    or final not in (name, f"{split}.lmdb")):
+                raise Journal(self.path, split).damaged(f"it names {name[:80]!r}, not a shard "
+                                                        f"of split {split!r}")
+
+    def _foresee(self, split: str, fmt: str, what: str, state: JournalState | None,
+                 ) -> SplitPlan:
+        """The plan a run would make, read only (for --dry-run)."""
+        if what == "complete":
+            return SplitPlan("complete")
+        if what != "recover" or state is None:
+            return SplitPlan("new")
+        if state.finish is not None:
+            return SplitPlan("complete")
+        checkpoints = (self._lmdb_checkpoints(split, state.checkpoints) if fmt == "lmdb"
+                       else state.checkpoints)
+        return SplitPlan("resume", checkpoints[-1]) if checkpoints else SplitPlan("new")
+
     def _decide(self, split: str, fmt: str, identity: dict[str, Any], overwrite: bool,
                 ) -> tuple[str, JournalState | None]:
         """What to do with one split, without changing anything: ``new``, ``replace`` (remove
@@ -294,6 +380,8 @@ class OutputFolder:
         ``recover`` (an interrupted run of this identity) or ``complete``; refusals raise."""
         try:
             state = Journal(self.path, split).load()
+            if state is not None:
+                self._check_journal(split, fmt, state)
         except OutputError:
             if not overwrite:
                 raise
@@ -316,7 +404,10 @@ class OutputFolder:
         if entry.get("identity") != identity or entry.get("format") != fmt:
             raise self._refusal(split, entry.get("identity"), identity, entry.get("format"),
                                 fmt, "output")
-        return ("complete" if self._intact(entry.get("shards", [])) else "redo"), None
+        shards = entry.get("shards", [])
+        whole = sum(sh["num_samples"] for sh in shards) == entry.get("samples_out") and (
+            bool(shards) or not entry.get("samples_out"))
+        return ("complete" if whole and self._intact(shards) else "redo"), None
 
     def _refusal(self, split: str, old: Any, new: dict[str, Any], old_fmt: Any, fmt: str,
                  what: str) -> OutputError:
@@ -345,7 +436,9 @@ class OutputFolder:
             state = None  # damaged: what it named cannot be known; strangers are refused later
         names = [s["name"] for s in self.ledger()["splits"].get(split, {}).get("shards", [])]
         if state is not None:
-            names += [str(f.get("name", "")) for f in state.files() if f.get("name")]
+            fmt = str(state.header.get("format", ""))
+            names += [str(f.get("name", "")) for f in state.files()
+                      if self.owns(split, fmt, str(f.get("name", "")))]
         for name in dict.fromkeys(names):
             self._remove_named(name)
         self.drop_stage(split)

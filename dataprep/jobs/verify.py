@@ -84,7 +84,18 @@ def _samples_of(path: Path, fmt: str):
 
 def check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int | None,
                 decode: bool = True) -> ShardCheck:
-    """Hash, count and decode one shard (runs in a worker)."""
+    """Hash, count and decode one shard (runs in a worker); a shard that cannot be read is a
+    finding."""
+    try:
+        return _check_shard(out_dir, split, fmt, entry, info_len, decode)
+    except (OSError, ValueError) as exc:
+        check = ShardCheck(split, entry["name"], entry.get("num_samples"))
+        check.problems.append(f"cannot read it ({getattr(exc, 'strerror', None) or exc})")
+        return check
+
+
+def _check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int | None,
+                 decode: bool = True) -> ShardCheck:
     path = Path(out_dir) / entry["name"]
     check = ShardCheck(split, entry["name"], entry.get("num_samples"))
     if not path.is_file():
@@ -157,6 +168,9 @@ def _ledger_tasks(out: Path, ledger: dict[str, Any], report: VerifyReport,
         fmt = str(entry.get("format", "webdataset"))
         shards = entry.get("shards", [])
         for shard in shards:
+            if not OutputFolder.owns(split, fmt, shard["name"]):
+                report.problems.append(f"{split}: {LEDGER_NAME} names {shard['name'][:80]!r}, "
+                                       "not a name dataprep gives this split's shards")
             if shard["name"] in owner:
                 report.problems.append(f"{split}: {shard['name']} is listed twice in "
                                        f"{LEDGER_NAME} (also under {owner[shard['name']]})")

@@ -280,3 +280,160 @@ def test_a_class_folder_linked_out_of_the_folder_sink_is_refused(images, tmp_pat
     code, output = invoke(*resize_args(images, out, "--format", "folder"))
     assert code == 1 and "symbolic link" in output
     assert list(elsewhere.iterdir()) == []
+
+
+# -- a second battery: what a hostile user found next ------------------------------------------
+
+
+def test_a_dry_run_changes_nothing_whatever_the_folder_holds(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    before = files(out)
+    assert invoke(*resize_args(images, out, "--dry-run", "--overwrite"))[0] == 0
+    assert files(out) == before
+    with open(out / "train-000001.tar", "ab") as f:
+        f.write(b"x")
+    before = files(out)
+    code, output = invoke(*resize_args(images, out, "--dry-run"))
+    assert code == 0 and "nothing was written" in output
+    assert files(out) == before
+    (out / ".dataprep-tmp" / "train").mkdir(parents=True)
+    (out / ".dataprep.json.tmp").write_text("{")
+    before = files(out)
+    assert invoke(*resize_args(images, out, "--dry-run"))[0] == 0
+    assert files(out) == before and (out / ".dataprep-tmp" / "train").is_dir()
+
+
+def _edit_ledger(out: Path, change) -> None:
+    ledger = json.loads((out / "dataprep.json").read_text())
+    change(ledger["splits"])
+    (out / "dataprep.json").write_text(json.dumps(ledger))
+
+
+@pytest.mark.parametrize("extra", [(), ("--overwrite",)])
+def test_a_ledger_naming_files_dataprep_did_not_write_deletes_none_of_them(images, tmp_path,
+                                                                           extra):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "sub").mkdir()
+    (out / "sub" / "keep.txt").write_text("mine")
+    _edit_ledger(out, lambda splits: splits["train"]["shards"].extend(
+        dict(splits["train"]["shards"][0], name=n) for n in ("notes.txt", "sub/keep.txt")))
+    code, output = invoke(*resize_args(images, out, "--short-side", "31", *extra))
+    assert code == 1 and "the ledger was edited" in output
+    assert (out / "notes.txt").read_text() == "mine" and (out / "sub" / "keep.txt").exists()
+    assert invoke("verify", out)[0] == 1
+
+
+def test_a_shard_claimed_by_two_splits_is_not_deleted_for_either(images, tmp_path):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    assert invoke(*resize_args(images, out, "--split", "val"))[0] == 0
+    _edit_ledger(out, lambda splits: splits["val"]["shards"].append(
+        splits["train"]["shards"][0]))
+    code, output = invoke(*resize_args(images, out, "--split", "val", "--overwrite"))
+    assert code == 1 and "the ledger was edited" in output
+    assert (out / "train-000000.tar").exists()
+
+
+def test_shards_missing_from_the_ledger_make_the_split_incomplete(images, tmp_path):
+    """The ledger lost its shard list: the split is not complete, and the shards it no longer
+    names are not dataprep's to delete; the rerun names them instead."""
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    _edit_ledger(out, lambda splits: splits["train"].update(shards=[]))
+    assert invoke("verify", out)[0] == 1
+    code, output = invoke(*resize_args(images, out))
+    assert code == 1 and "already complete" not in output
+    assert "train-000000.tar" in output and (out / "train-000000.tar").exists()
+
+
+@pytest.mark.parametrize("field,value", [("records_in", "abc"), ("identity", [1]),
+                                         ("classes", "abc")])
+def test_verify_refuses_a_ledger_with_values_of_the_wrong_type(images, tmp_path, field, value):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    _edit_ledger(out, lambda splits: splits["train"].update({field: value}))
+    code, output = invoke("verify", out)
+    assert code == 1 and "malformed" in output
+
+
+@pytest.mark.parametrize("name", ["a\u0000b", "x" * 300])
+def test_impossible_shard_names_in_the_ledger_are_one_line(images, tmp_path, name):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    _edit_ledger(out, lambda splits: splits["train"]["shards"][0].update(name=name))
+    for args in (resize_args(images, out), resize_args(images, out, "--overwrite"),
+                 ["verify", out]):
+        code, _ = invoke(*args)  # invoke fails on a traceback
+        assert code == 1
+    assert (out / "train-000000.tar").exists()
+
+
+def test_a_listed_link_into_the_output_is_refused_and_kept(images, tmp_path):
+    out, ext = tmp_path / "out", tmp_path / "ext"
+    assert invoke(*resize_args(images, out, "--format", "folder"))[0] == 0
+    target = next(out.glob("cat/*"))
+    ext.mkdir()
+    (ext / "l.png").symlink_to(target)
+    (ext / "list.txt").write_text("l.png 0\n")
+    code, output = invoke(*resize_args(ext / "list.txt", out, "--format", "folder",
+                                       "--overwrite"))
+    assert code == 1 and "holds the input" in output
+    assert target.exists()
+
+
+@pytest.mark.parametrize("name", ["dataprep.json", ".journal-train.jsonl", "_info.json",
+                                  ".dataprep.lock"])
+def test_a_fifo_in_place_of_dataprep_s_own_files_never_blocks(images, tmp_path, name):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    (out / name).unlink(missing_ok=True)
+    os.mkfifo(out / name)
+    for args in (["verify", out], resize_args(images, out)):
+        run = subprocess.run([sys.executable, "-m", "dataprep", *map(str, args)],
+                             capture_output=True, text=True, timeout=60)
+        if name == "_info.json" and args[0] == "resize":  # derived: a rerun does not read it
+            assert run.returncode == 0 and "Traceback" not in run.stderr
+            continue
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "Traceback" not in run.stderr and "not a" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("name", ["dataprep.json", "errors.jsonl", ".hidden", "y.lmdb"])
+def test_class_names_the_folder_sink_cannot_use_are_refused_before_any_work(tmp_path, name):
+    root = tmp_path / "images"
+    for cls in (name, "ok"):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (40, 40)).save(root / cls / f"{len(cls)}.png")
+    if name.startswith("."):  # hidden folders are not classes: nothing to refuse
+        return
+    code, output = invoke(*resize_args(root, tmp_path / "out", "--format", "folder"))
+    assert code == 1 and "--format folder cannot use" in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_long_split_names_and_keys_are_refused_before_any_work(images, tmp_path):
+    code, output = invoke(*resize_args(images, tmp_path / "a", "--split", "s" * 300))
+    assert code != 0 and "split name" in output
+    long = tmp_path / "long" / "cat"
+    long.mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(long / ("n" * 250 + ".png"))
+    code, output = invoke(*resize_args(tmp_path / "long", tmp_path / "b", "--format", "folder"))
+    assert code == 1 and "too long" in output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_jobs_are_bounded_and_lmdb_io_errors_count_as_a_full_disk():
+    import lmdb
+
+    from dataprep.runner import MAX_JOBS_PER_CORE, _disk_full, default_jobs, resolve_jobs
+
+    assert resolve_jobs(1_000_000) == MAX_JOBS_PER_CORE * default_jobs()
+    assert resolve_jobs(1) == 1
+    assert _disk_full(lmdb.Error("mdb_txn_commit: Input/output error"))
+    assert not _disk_full(lmdb.Error("mdb_get: MDB_NOTFOUND"))

@@ -198,3 +198,24 @@ def test_a_stuck_worker_does_not_hold_up_an_interrupted_run(tmp_path):
         kill_group(proc)
     assert took < 15, f"stopping took {took:.1f} s"
     assert_clean_stop(proc.returncode, stderr, workers, expected=143)
+
+
+def test_a_worker_killed_mid_run_is_one_line_and_the_rerun_resumes(reference, tmp_path):
+    """A worker dies (the kernel's OOM killer, a stray kill): the run stops with one line that
+    says what to do, and doing it gives the uninterrupted output."""
+    out = tmp_path / "out"
+    proc = start(out, DATAPREP_POOL="fork")
+    try:
+        workers = mid_run(proc, out)
+        os.kill(min(workers), signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    if proc.returncode == 0:  # the run finished before the kill reached it
+        return
+    assert proc.returncode == 1, err
+    assert "a worker process died" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    again = subprocess.run(command(out), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert tree(out) == tree(reference)
