@@ -276,6 +276,8 @@ def run_job(
     out.check_inputs([*inputs, *(stream_files or [])], listed if stream_files is None else ())
     idents = identities(command, params, splits, listed, default_split,
                         fingerprint or _mode["fingerprint"], stream_files)
+    for ident in idents.values():  # the class names go into the output (LMDB, ledger)
+        ident["classes"] = list(classes)
     if fmt == "webdataset":  # workers pack the tar members: the writer appends bytes
         task = TarPackingTask(task)
     existed = out.path.is_dir()  # else it is made (and locked) only once the budget allows

@@ -678,6 +678,8 @@ def describe_difference(old: Any, new: dict[str, Any], old_fmt: Any, fmt: str) -
         shown = ", ".join(f"{k.replace('_', '-')} {a.get(k)!r} -> {b.get(k)!r}"
                           for k in changed[:4])
         return f"with other parameters ({shown})"
+    if old.get("classes") != new.get("classes"):
+        return "with other class names (classes.json or the source's classes changed)"
     if old.get("records") != new.get("records"):
         return (f"from other inputs ({old.get('records')} records then, "
                 f"{new.get('records')} now)")
