@@ -13,6 +13,7 @@ import os
 import re
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,18 +133,31 @@ def _split_name(name: str) -> tuple[str, str] | None:
     return (name[: len(name) - len(base)] + prefix).lstrip("./"), field.lower()
 
 
-def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
+# the raw sample field listing the members ``iter_tar(..., note_ignored=True)`` left out because
+# their field has extra dots (``a.b.c.png``: key ``a``, field ``b.c.png``)
+IGNORED = "__ignored__"
+
+
+def iter_tar(path: str | Path, note_ignored: bool = False) -> Iterator[dict[str, Any]]:
     """Stream one tar: yields ``{"__key__": key, field: bytes, ...}`` per sample, in order.
 
     Members are grouped by key (the member name up to the first dot of its basename), as
     webdataset does; only regular files with allowed fields are read (the others are skipped
     without reading their data). Uncompressed tars are parsed by :mod:`dataprep.io.tarformat`;
-    compressed ones go through ``tarfile``.
+    compressed ones go through ``tarfile``. A field twice in one sample (``k.cls`` twice) is
+    a :class:`ShardError` naming the shard and the key. ``note_ignored``: members whose field
+    ends in an allowed one after extra dots (``a.b.c.png``) are listed, unread, in their
+    sample's :data:`IGNORED` field (a sample may then hold nothing else).
     """
+    pending: list[tuple[str, str]] = []  # (key, name) of the dotted members passed over
 
     def want(name: str, size: int) -> bool:
         parts = _split_name(name)
-        if parts is None or parts[1] not in ALLOWED_FIELDS:
+        if parts is None:
+            return False
+        if parts[1] not in ALLOWED_FIELDS:
+            if note_ignored and parts[1].rsplit(".", 1)[-1] in ALLOWED_FIELDS:
+                pending.append((parts[0], name))
             return False
         if size > MAX_MEMBER_BYTES:
             raise ShardError(
@@ -153,6 +167,24 @@ def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
         return True
 
     current: dict[str, Any] | None = None
+
+    def place(key: str) -> dict[str, Any] | None:
+        """Make ``current`` the sample of ``key``; returns the sample it ends, if any."""
+        nonlocal current
+        done = None
+        if current is not None and current["__key__"] != key:
+            done, current = current, None
+        if current is None:
+            current = {"__key__": key, "__url__": str(path)}
+        return done
+
+    def drain() -> Iterator[dict[str, Any]]:
+        for key, name in pending:
+            if (done := place(key)) is not None:
+                yield done
+            current.setdefault(IGNORED, []).append(name)  # type: ignore[union-attr]
+        pending.clear()
+
     try:
         with open_regular(path, error=ShardError, buffering=1 << 20) as f:
             head = f.peek(tarformat.BLOCK)[:tarformat.BLOCK]
@@ -162,13 +194,18 @@ def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
                                                  and tarformat.is_header(head))
             members = tarformat.iter_members(f, want) if plain else _tarfile_members(f, want)
             for name, data in members:
+                yield from drain()
                 key, field = _split_name(name)  # type: ignore[misc]  (want() kept it)
-                if current is not None and current["__key__"] != key:
-                    yield current
-                    current = None
-                if current is None:
-                    current = {"__key__": key, "__url__": str(path)}
+                if (done := place(key)) is not None:
+                    yield done
+                assert current is not None
+                if field in current:
+                    raise ShardError(
+                        f"{path}: sample {key!r:.120} has field {field!r} twice (member "
+                        f"{name!r:.120} repeats it); the shard is damaged or not made for "
+                        "webdataset: each sample holds one member per field")
                 current[field] = data
+            yield from drain()
     except (tarformat.TarFormatError, tarfile.TarError, EOFError, ValueError,
             OverflowError) as exc:
         raise ShardError(f"{path}: not a readable tar shard ({exc})") from exc
@@ -289,13 +326,24 @@ def lmdb_header(path: str | Path) -> tuple[int, list[str]]:
     try:
         with env.begin() as txn:
             raw_len, raw_classes = txn.get(b"__len__"), txn.get(b"__classes__")
+            if raw_len is None:
+                raise ShardError(f"{path}: not a dataprep LMDB (no __len__ entry)")
+            n = _lmdb_len(raw_len, path)
+            _check_nothing_beyond(txn, n, path)
     except lmdb.Error as exc:
         raise ShardError(f"{path}: cannot read the LMDB ({exc}); it is damaged") from None
     finally:
         env.close()
-    if raw_len is None:
-        raise ShardError(f"{path}: not a dataprep LMDB (no __len__ entry)")
-    return _lmdb_len(raw_len, path), _lmdb_classes(raw_classes, path)
+    return n, _lmdb_classes(raw_classes, path)
+
+
+def _check_nothing_beyond(txn: Any, n: int, path: str | Path) -> None:
+    """An LMDB holding a sample past its ``__len__`` is a :class:`ShardError` (reading
+    ``__len__`` samples would leave the rest out unseen)."""
+    if txn.get(lmdb_key(n, "image")) is not None:
+        raise ShardError(f"{path}: __len__ says {n:,} samples but sample {n} "
+                         f"({lmdb_key(n, 'image').decode()}) exists too; the LMDB is damaged "
+                         "or its __len__ is wrong: fix __len__ to the number of samples")
 
 
 def _lmdb_len(raw: bytes, path: str | Path) -> int:
@@ -317,25 +365,48 @@ def _lmdb_classes(raw: bytes | None, path: str | Path) -> list[str]:
     return classes
 
 
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A shard sample that cannot be used (no label): its key and the reason, for the
+    source to list as a counted skip."""
+
+    key: str
+    reason: str
+
+
 def iter_lmdb(src: str | Path, split: str | None = None) -> Iterator[Sample]:
     """Samples of an LMDB (or of each ``{split}.lmdb`` below ``src``); a damaged layout or
-    entry is a :class:`ShardError` naming the environment and the sample."""
+    entry is a :class:`ShardError` naming the environment and the sample. A sample with
+    neither a ``.cls`` entry nor a ``label`` in its json is unlabelled (-1)."""
+    for path in list_lmdbs(src, split):
+        yield from _iter_env(path, False)  # type: ignore[misc]  (no Skip without labels)
+
+
+def iter_lmdb_source(path: str | Path) -> Iterator[Sample | Skip]:
+    """The samples of one LMDB environment read as a source: as :func:`iter_lmdb`, but a
+    sample with no label at all (no ``.cls`` entry, no json ``label``) comes as a
+    :class:`Skip`, and a sample past ``__len__`` is a :class:`ShardError`."""
+    return _iter_env(path, True)
+
+
+def _iter_env(path: str | Path, labels_required: bool) -> Iterator[Sample | Skip]:
     import lmdb
 
-    for path in list_lmdbs(src, split):
-        env = open_lmdb(path)
-        try:
-            with env.begin(buffers=False) as txn:
-                n = _lmdb_len(txn.get(b"__len__") or b"0", path)
-                for i in range(n):
-                    yield _lmdb_sample(txn, i, path)
-        except lmdb.Error as exc:
-            raise ShardError(f"{path}: cannot read the LMDB ({exc}); it is damaged") from None
-        finally:
-            env.close()
+    env = open_lmdb(path)
+    try:
+        with env.begin(buffers=False) as txn:
+            n = _lmdb_len(txn.get(b"__len__") or b"0", path)
+            if labels_required:
+                _check_nothing_beyond(txn, n, path)
+            for i in range(n):
+                yield _lmdb_sample(txn, i, str(path), labels_required)
+    except lmdb.Error as exc:
+        raise ShardError(f"{path}: cannot read the LMDB ({exc}); it is damaged") from None
+    finally:
+        env.close()
 
 
-def _lmdb_sample(txn: Any, i: int, path: str) -> Sample:
+def _lmdb_sample(txn: Any, i: int, path: str, labels_required: bool = False) -> Sample | Skip:
     image, cls, meta = (txn.get(lmdb_key(i, f)) for f in ("image", "cls", "json"))
     where = f"{path}: sample {i}"
     if image is None:
@@ -345,7 +416,15 @@ def _lmdb_sample(txn: Any, i: int, path: str) -> Sample:
     if not isinstance(key, str) or ext not in IMAGE_FIELDS:
         raise ShardError(f"{where}: metadata key {key!r:.80} / ext {ext!r:.20} is not a key "
                          f"and one of {', '.join(IMAGE_FIELDS)}; the LMDB is damaged")
-    label = parse_cls(cls, where) if cls is not None else UNLABELLED
+    if cls is not None:
+        label = parse_cls(cls, where)
+    elif "label" in m:
+        label = _json_label(m["label"], where)
+    elif labels_required:
+        return Skip(key, f"{where} ({key!r:.120}) has no label (no {lmdb_key(i, 'cls').decode()} "
+                         "entry and no 'label' in its json); it is left out")
+    else:
+        label = UNLABELLED
     return Sample(key=key, image=image, ext="jpg" if ext == "jpeg" else ext, cls=label, meta=m)
 
 

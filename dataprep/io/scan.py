@@ -6,6 +6,7 @@ sources are listed eagerly (metadata only); shard sources stream their encoded b
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dataprep.errors import DataprepError, SourceError
+from dataprep.errors import DataprepError, ShardError, SourceError
 from dataprep.records import (
     NO_IMAGE,
     Record,
@@ -112,12 +113,9 @@ def scan_folder(root: str | Path, packed: bool = True) -> Source:
     ``packed``: records in a :class:`RecordList` (compact); else a plain list (faster to walk
     whole, for jobs that hold every record anyway)."""
     root = Path(root)
-    classes = sorted(
-        (d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-        key=natural_key,
-    )
-    records: RecordList | list[Record] = RecordList() if packed else []
     errors: list[dict[str, str]] = []
+    classes = sorted(_class_folders(root, errors), key=natural_key)
+    records: RecordList | list[Record] = RecordList() if packed else []
     for label, class_name in enumerate(classes):
         found = _image_files(str(root / class_name), errors)
         for path in sorted(found, key=lambda p: natural_key(os.path.relpath(p, root))):
@@ -137,6 +135,29 @@ def scan_folder(root: str | Path, packed: bool = True) -> Source:
     return source
 
 
+def _class_folders(root: Path, errors: list[dict[str, str]]) -> list[str]:
+    """The names of the (not hidden) folders in ``root``, links to folders included; an entry
+    that cannot be examined goes to ``errors``, a root that cannot be listed is a
+    :class:`SourceError`."""
+    names: list[str] = []
+    try:
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
+                        names.append(entry.name)
+                except OSError as exc:
+                    errors.append({"path": entry.path, "reason": (
+                        f"{entry.path}: cannot be examined ({exc.strerror or exc}); if it is "
+                        "a class folder, its images are left out")})
+    except OSError as exc:
+        raise SourceError(f"{root}: cannot list this folder ({exc.strerror or exc}); make it "
+                          "readable (chmod +rx) and run again") from None
+    return names
+
+
 def _image_files(top: str, errors: list[dict[str, str]]) -> list[str]:
     """Paths of the regular files (or links to them) with an image extension below ``top``,
     skipping hidden entries and not following links to folders (as ``os.walk``).
@@ -153,13 +174,16 @@ def _image_files(top: str, errors: list[dict[str, str]]) -> list[str]:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                        if entry.is_file():
-                            found.append(entry.path)
-                        elif not entry.is_dir():  # a link to a folder is ignored, as before
-                            errors.append(_unusable(entry.path))
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                            if entry.is_file():
+                                found.append(entry.path)
+                            elif not entry.is_dir():  # a link to a folder is ignored
+                                errors.append(_unusable(entry.path))
+                    except OSError:  # this entry only (a link that loops, ...): listed
+                        errors.append(_unusable(entry.path))
         except OSError as exc:
             errors.append({"path": folder, "reason": (
                 f"{folder}: cannot list this folder ({exc.strerror or exc}); its images are "
@@ -174,8 +198,15 @@ def _unusable(path: str) -> dict[str, str]:
     try:
         reason = not_regular_reason(path, os.stat(path).st_mode)
     except OSError as exc:
-        what = "a broken symbolic link" if os.path.islink(path) else exc.strerror or str(exc)
-        reason = f"{path}: {what}; remove it or restore what it points to"
+        link = os.path.islink(path)
+        if link and exc.errno == errno.ENOENT:
+            what = "a broken symbolic link"
+        elif link and exc.errno == errno.ELOOP:
+            what = f"a symbolic link that loops ({exc.strerror})"
+        else:
+            what = f"cannot be read ({exc.strerror or exc})"
+        reason = (f"{path}: {what}; remove it or restore what it points to" if link
+                  else f"{path}: {what}; it is left out")
     return {"path": path, "reason": reason}
 
 
@@ -290,13 +321,16 @@ def scan_manifest(path: str | Path, packed: bool = True) -> Source:
     split = path.stem
     records: RecordList | list[Record] = RecordList() if packed else []
     labels: dict[int, int] = {}  # each label: the line it first appears on
+    names = _ClassNames(path)  # the class_name each record gives its label, checked
     with _open_text(path) as f:
         for lineno, line in _numbered(f, path):
             if not line.strip():
                 continue
-            r = _manifest_record(line, f"{path}:{lineno}")
+            r, named = _manifest_record(line, f"{path}:{lineno}")
             r.split = r.split or split
             labels.setdefault(r.label, lineno)
+            if named:
+                names.add(r.label, r.class_name, lineno)
             records.append(r)
     if not records:
         raise SourceError(f"{path} holds no records")
@@ -308,15 +342,51 @@ def scan_manifest(path: str | Path, packed: bool = True) -> Source:
                 raise SourceError(f"{path}:{lineno}: label {label} is not in {classes_file}, "
                                   f"which numbers {len(classes)} classes; rerun `dataprep "
                                   "split` or fix the label")
+        names.check(classes, classes_file)
     else:
-        by_label = {r.label: r.class_name for r in records}
-        classes = [by_label.get(i, str(i)) for i in range(max(by_label) + 1)]
+        classes = [names.of_label[i][0] if i in names.of_label else str(i)
+                   for i in range(max(labels) + 1)]
     return Source("manifest", str(path), classes, _dedupe_keys(records))
 
 
-def _manifest_record(line: str, where: str) -> Record:
-    """One manifest line as a record; a :class:`SourceError` naming ``where`` (file:line) when
-    it is not ``{"key": str, "path": str, "label": int, ...}``."""
+class _ClassNames:
+    """The class names a manifest's records give their labels: one name per label and one
+    label per name, else a :class:`SourceError` naming the file and line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.of_label: dict[int, tuple[str, int]] = {}  # label -> (name, first line)
+        self.of_name: dict[str, tuple[int, int]] = {}  # name -> (label, first line)
+
+    def add(self, label: int, name: str, lineno: int) -> None:
+        known = self.of_label.get(label)
+        if known is None:
+            other = self.of_name.get(name)
+            if other is not None:
+                raise SourceError(f"{self.path}:{lineno}: class {name!r:.80} has label {label} "
+                                  f"here but label {other[0]} on line {other[1]}; each class "
+                                  "needs one label: fix the manifest or rerun `dataprep split`")
+            self.of_label[label] = (name, lineno)
+            self.of_name[name] = (label, lineno)
+        elif known[0] != name:
+            raise SourceError(f"{self.path}:{lineno}: label {label} is class {name!r:.80} here "
+                              f"but {known[0]!r:.80} on line {known[1]}; each label needs one "
+                              "class name: fix the manifest or rerun `dataprep split`")
+
+    def check(self, classes: list[str], classes_file: Path) -> None:
+        """Every record's class name agrees with ``classes.json`` (``classes``)."""
+        for label, (name, lineno) in sorted(self.of_label.items()):
+            if classes[label] != name:
+                raise SourceError(f"{self.path}:{lineno}: class_name {name!r:.80} of label "
+                                  f"{label} disagrees with {classes_file}, which names label "
+                                  f"{label} {classes[label]!r:.80}; rerun `dataprep split` or "
+                                  "fix one of them")
+
+
+def _manifest_record(line: str, where: str) -> tuple[Record, bool]:
+    """One manifest line as a record, and whether it names its class (``class_name``); a
+    :class:`SourceError` naming ``where`` (file:line) when it is not ``{"key": str, "path":
+    str, "label": int, ...}`` (``class_name``, if given, a string)."""
     try:
         d = json.loads(line)
     except (ValueError, RecursionError) as exc:
@@ -334,10 +404,14 @@ def _manifest_record(line: str, where: str) -> Record:
     if not isinstance(split, str) or (split and not SPLIT_NAME.fullmatch(split)):
         raise SourceError(f"{where}: split {split!r:.80} is not a plain name; expected letters, "
                           "digits, '_' or '-' (train, val, test)")
+    named = "class_name" in d
+    if named and not isinstance(d["class_name"], str):
+        raise SourceError(f"{where}: 'class_name' must be a string, got a "
+                          f"{type(d['class_name']).__name__} ({d['class_name']!r:.80})")
     group = d.get("group")
     return Record(key=safe_key(d["key"]), path=d["path"], label=label,
-                  class_name=str(d.get("class_name", label)), split=split,
-                  group=None if group is None else str(group))
+                  class_name=d["class_name"] if named else str(label), split=split,
+                  group=None if group is None else str(group)), named
 
 
 def check_label(value: object, where: str, error: type[DataprepError] = SourceError) -> int:
@@ -394,13 +468,40 @@ def _shard_source(kind: str, location: str, split: str | None) -> Source:
         classes = _ledger_classes(folder) if not location.startswith(_REMOTE) else []
 
     def stream() -> Iterator[Record]:
+        # every key yielded (made safe), so that two samples never share one output key;
+        # the original of a key that safe_key changed, to name it when another collides
+        seen: set[str] = set()
+        renamed: dict[str, str] = {}
+        read = usable = 0
+        first_skip = ""
         for part_split, part in parts:
             if kind == "lmdb":
-                samples: Iterator[Sample | dict] = readers.iter_lmdb(part)
+                samples: Iterator[Sample | dict | readers.Skip] = readers.iter_lmdb_source(part)
             else:
-                samples = readers.iter_tar(part)
+                samples = readers.iter_tar(part, note_ignored=True)
             for s in samples:
-                yield _shard_record(s, part_split)
+                r = _shard_record(s, part_split)
+                original = (s.key if not isinstance(s, dict)
+                            else str(s.get("__key__", "")))
+                if r.key in seen:
+                    raise SourceError(_duplicate_key(part, original, renamed.get(r.key, r.key),
+                                                     r.key))
+                seen.add(r.key)
+                if original != r.key:
+                    renamed[r.key] = original
+                read += 1
+                if NO_IMAGE in (r.meta or {}):
+                    first_skip = first_skip or str(r.meta[NO_IMAGE])
+                else:
+                    usable += 1
+                yield r
+        if not usable:
+            if read:
+                raise SourceError(f"{location}: none of its {read:,} samples can be used, "
+                                  f"e.g. {first_skip}")
+            raise SourceError(f"{location}: holds no samples (its "
+                              f"{'environments' if kind == 'lmdb' else 'tar shards'} are "
+                              "empty); expected samples of an image and a label")
 
     source = Source(kind, location, classes, None, stream, num)
     source.splits = sorted({name for name, _ in parts})
@@ -410,27 +511,75 @@ def _shard_source(kind: str, location: str, split: str | None) -> Source:
 _REMOTE = ("http://", "https://", "pipe:")
 
 
-def _shard_record(s: Sample | dict, part_split: str) -> Record:
-    """A shard sample (an LMDB :class:`Sample` or a raw tar sample) as a record.
+def _duplicate_key(part: str, key: str, earlier: str, safe: str) -> str:
+    """The error of a shard sample whose key (made safe) was read before."""
+    if key == earlier:
+        how = f"sample key {key!r:.120} was read before in this source"
+    else:
+        how = (f"sample keys {earlier!r:.120} (read before) and {key!r:.120} both become "
+               f"{safe!r:.120} once made safe ('/' -> '__', other characters -> '_')")
+    return (f"{part}: {how}; two samples would share one output key: keys must be unique, "
+            "rename one")
 
-    A tar sample without an image member becomes a record with ``data=b""`` and the reason in
-    ``meta[NO_IMAGE]``: the task skips and lists it (``record_bytes``), the run goes on."""
+
+def _shard_record(s: Sample | dict | object, part_split: str) -> Record:
+    """A shard sample (an LMDB :class:`Sample` or :class:`~readers.Skip`, or a raw tar
+    sample) as a record.
+
+    A sample that cannot be used (a tar sample without an image member, one without a label)
+    becomes a record with ``data=b""`` and the reason in ``meta[NO_IMAGE]``: the task skips
+    and lists it (``record_bytes``), the run goes on. A tar sample with more than one image
+    member is a :class:`ShardError`."""
     from dataprep.io import readers
 
+    if isinstance(s, readers.Skip):
+        return _skipped(s.key, s.reason, part_split)
     if isinstance(s, dict):
-        if readers.image_field(s) is None:
-            reason = (f"{s.get('__url__')}: sample {s.get('__key__')!r:.120} has no image "
-                      f"member ({', '.join(readers.IMAGE_FIELDS)}); it is left out")
-            return Record(key=safe_key(str(s.get("__key__", ""))), path="", label=-1,
-                          class_name="", split=part_split, data=b"", ext="",
-                          meta={NO_IMAGE: reason})
-        s = readers.to_sample(s)
+        where = f"{s.get('__url__')}: sample {s.get('__key__')!r:.120}"
+        key = str(s.get("__key__", ""))
+        images = [f for f in readers.IMAGE_FIELDS if f in s]
+        if len(images) > 1:
+            raise ShardError(f"{where} has {len(images)} image members ({', '.join(images)}); "
+                             "expected one image per sample: the shard is damaged or not "
+                             "made for dataprep")
+        if not images:
+            return _skipped(key, f"{where} has no image member "
+                            f"({', '.join(readers.IMAGE_FIELDS)}); it is left out"
+                            f"{_ignored_note(s)}", part_split)
+        sample = readers.to_sample(s)
+        if "cls" not in s and "label" not in sample.meta:
+            return _skipped(key, f"{where} has no label (no .cls member and no 'label' in "
+                            f"its .json); it is left out{_ignored_note(s)}", part_split)
+        s = sample
+    assert isinstance(s, Sample)
     meta = dict(s.meta)
     if "split" in meta and part_split:  # the shard's own split name is the truth
         meta["split"] = part_split
     return Record(key=safe_key(s.key), path=str(meta.get("path", "")), label=s.cls,
                   class_name=str(meta.get("class_name", s.cls)), split=part_split,
                   data=s.image, ext=s.ext, meta=meta)
+
+
+def _skipped(key: str, reason: str, part_split: str) -> Record:
+    return Record(key=safe_key(key), path="", label=-1, class_name="", split=part_split,
+                  data=b"", ext="", meta={NO_IMAGE: reason})
+
+
+def _ignored_note(s: dict) -> str:
+    """Why a tar sample's dotted members (``a.b.c.png``) were not read, or ""."""
+    from dataprep.io import readers
+
+    names = s.get(readers.IGNORED)
+    if not names:
+        return ""
+    name = names[0]
+    base = name.rsplit("/", 1)[-1]
+    stem, ext = base.rsplit(".", 1)
+    fixed = name[: len(name) - len(base)] + stem.replace(".", "_") + "." + ext
+    more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+    return (f"; member {name!r:.120}{more} was not read: a webdataset key ends at the first "
+            f"dot of the file name, so its field is {base.split('.', 1)[1]!r:.40}, not one "
+            f"of {', '.join(sorted(readers.ALLOWED_FIELDS))}: rename it {fixed!r:.120}")
 
 
 def _ledger_classes(folder: Path) -> list[str]:
