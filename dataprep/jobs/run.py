@@ -13,6 +13,9 @@ Recipe layout (keys are the click parameter names of each verb)::
     verb = "shard"
 
 Records go straight from the source images into the shards: no intermediate image files.
+Every value is converted by the click type of the flag it stands for (top-level keys: those of
+``run``, ``split`` and the writing verbs; ``[split]``: ``split``'s; a split's table: its
+verb's), and every table is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import UsageError
-from dataprep.recipe import check_keys, check_values, load_recipe, normalize
+from dataprep.recipe import check_keys, check_values, convert_values, load_recipe, normalize
 
 VERBS = ("resize", "tencrop", "shard")
-TOP_KEYS = {"src", "out", "root", "jobs", "on_error", "overwrite", "seed"}
+# top-level key -> the command whose flag of that name converts it
+TOP_FLAGS = {"src": "run", "out": "run", "jobs": "run", "overwrite": "run", "root": "split",
+             "seed": "split", "on_error": "shard"}
+TOP_KEYS = set(TOP_FLAGS)
+SPLIT_KEYS = {"ratio", "test_ratio", "seed", "per_class_limit", "group_by", "balance"}
 
 
 @dataclass
@@ -51,71 +58,116 @@ def _verb_function(verb: str):
     return {"resize": resize, "tencrop": tencrop, "shard": shard}[verb]
 
 
+def _commands() -> dict[str, Any]:
+    from dataprep.cli import cli
+
+    return cli.commands
+
+
 def _library_kwargs(verb: str, table: dict[str, Any], where: str) -> dict[str, Any]:
-    """Recipe keys (click names) -> library keyword arguments (``format`` -> ``fmt``)."""
-    fn = _verb_function(verb)
-    allowed = {p for p in inspect.signature(fn).parameters if p not in ("src", "out", "records",
-                                                                       "classes", "split", "fmt")}
-    allowed |= {"format"}
+    """Recipe keys (click names) -> library keyword arguments (``format`` -> ``fmt``), each
+    value converted by the verb's flag of that name. Allowed: the verb's flags that its library
+    function takes, less the ones ``run`` sets itself (src, out, split)."""
+    import click
+
+    command = _commands()[verb]
+    library = set(inspect.signature(_verb_function(verb)).parameters)
+    allowed = {p.name for p in command.params
+               if p.name and p.name not in ("src", "out", "split")
+               and ("fmt" if p.name == "format" else p.name) in library}
     table = normalize(table)
     check_keys(table, allowed, where)
-    from dataprep.cli import cli  # each value must be one the verb's flag takes
-
-    check_values(table, cli.commands[verb], where)
-    kwargs = dict(table)
+    kwargs = check_values(table, command, where, click.Context(command))
     if "format" in kwargs:
         kwargs["fmt"] = kwargs.pop("format")
-    if "max_bytes" in kwargs:
-        from dataprep.units import parse_size
-
-        kwargs["max_bytes"] = parse_size(kwargs["max_bytes"])
     return kwargs
+
+
+def _top_level(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    import click
+
+    top = normalize({k: v for k, v in spec.items() if not isinstance(v, dict)})
+    check_keys(top, TOP_KEYS, where)
+    commands = _commands()
+    params = {key: next(p for p in commands[verb].params if p.name == key)
+              for key, verb in TOP_FLAGS.items()}
+    return convert_values(top, params, where, click.Context(commands["run"]))
+
+
+def _split_table(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    import click
+
+    table = normalize(spec.get("split", {}))
+    check_keys(table, SPLIT_KEYS, where)
+    command = _commands()["split"]
+    return check_values(table, command, where, click.Context(command))
+
+
+def _plans(spec: dict[str, Any], recipe: Any, split_names: list[str]
+           ) -> dict[str, tuple[str, dict[str, Any]]]:
+    """split name -> (verb, library kwargs) for every table but [split]; an unknown table, or
+    one without a known verb, is a :class:`UsageError`."""
+    known = ["split", *split_names]
+    plans: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, table in spec.items():
+        if not isinstance(table, dict) or name == "split":
+            continue
+        if name not in split_names:
+            if name == "test":
+                raise UsageError(f"recipe {recipe} [test]: there is no test split; set "
+                                 "test_ratio in [split] to make one")
+            raise UsageError(f"recipe {recipe}: unknown table [{name}]; known tables are "
+                             f"{', '.join(f'[{k}]' for k in known)}")
+        verb = table.get("verb")
+        if not isinstance(verb, str) or verb not in VERBS:
+            raise UsageError(f"recipe {recipe} [{name}]: 'verb' must be one of {', '.join(VERBS)}"
+                             f", got {verb!r:.80}")
+        plans[name] = (verb, _library_kwargs(verb, {k: v for k, v in table.items()
+                                                    if k != "verb"},
+                                             f"recipe {recipe} [{name}]"))
+    return plans
 
 
 def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str | None = None,
         jobs: int | None = None, overwrite: bool = False) -> RunResult:
-    """Execute a chain recipe (see the module docstring)."""
+    """Execute a chain recipe (see the module docstring). Every table is checked first: a
+    mistake anywhere in the recipe writes nothing."""
     from dataprep.jobs.split import split
 
     spec = load_recipe(recipe) if not isinstance(recipe, dict) else recipe
-    top = normalize({k: v for k, v in spec.items() if not isinstance(v, dict)})
-    check_keys(top, TOP_KEYS, f"recipe {recipe} (top level)")
+    top = _top_level(spec, f"recipe {recipe} (top level)")
+    split_table = _split_table(spec, f"recipe {recipe} [split]")
+    split_names = ["train", "val"] + (["test"] if split_table.get("test_ratio", 0) > 0 else [])
+    plans = _plans(spec, recipe, split_names)
     src = src or top.get("src")
     out = out or top.get("out")
     if not src or not out:
         raise UsageError(f"recipe {recipe} needs 'src' and 'out' (or pass --src / -o)")
     jobs = jobs if jobs is not None else top.get("jobs")
-    overwrite = overwrite or bool(top.get("overwrite", False))
+    overwrite = overwrite or top.get("overwrite", False)
+    seed = top.get("seed", 0)
     out_dir = Path(out)
-    split_table = normalize(spec.get("split", {}))
-    check_keys(split_table, {"ratio", "test_ratio", "seed", "per_class_limit", "group_by",
-                             "balance"},
-               f"recipe {recipe} [split]")
-    split_table.setdefault("seed", top.get("seed", 0))
+    split_table.setdefault("seed", seed)
     result = split(src, out_dir / "splits", root=top.get("root"), overwrite=overwrite,
                    **split_table)
     run_result = RunResult(str(out_dir), result.lines())
     for name, records in result.splits.items():
-        table = spec.get(name)
-        if table is None:
+        if name not in plans:
             continue  # this split is only written as a manifest
-        if not isinstance(table, dict) or table.get("verb") not in VERBS:
-            raise UsageError(f"recipe {recipe} [{name}]: 'verb' must be one of {', '.join(VERBS)}")
-        verb = table["verb"]
-        kwargs = _library_kwargs(verb, {k: v for k, v in table.items() if k != "verb"},
-                                 f"recipe {recipe} [{name}]")
+        verb, kwargs = plans[name]
+        kwargs = dict(kwargs)
         kwargs.setdefault("jobs", jobs)
         kwargs.setdefault("on_error", top.get("on_error", "skip"))
         if verb in ("shard", "tencrop"):  # tencrop: the seed of --color-jitter / --pca-lighting
-            kwargs.setdefault("seed", top.get("seed", 0))
-        kwargs["overwrite"] = overwrite
+            kwargs.setdefault("seed", seed)
+        kwargs["overwrite"] = overwrite or kwargs.get("overwrite", False)
         fmt = kwargs.get("fmt", "webdataset")
         dest = out_dir / (name if fmt == "folder" else "shards")
         fn = _verb_function(verb)
+        manifest = str(out_dir / "splits" / f"{name}.jsonl")
         if verb == "shard":
-            manifest = out_dir / "splits" / f"{name}.jsonl"
-            run_result.reports[name] = fn(str(manifest), dest, **kwargs)
+            run_result.reports[name] = fn(manifest, dest, **kwargs)
         else:
-            run_result.reports[name] = fn(str(out_dir / "splits" / f"{name}.jsonl"), dest,
-                                          records=records, classes=result.classes, **kwargs)
+            run_result.reports[name] = fn(manifest, dest, records=records,
+                                          classes=result.classes, **kwargs)
     return run_result
