@@ -98,7 +98,10 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
     if test_ratio < 0 or ratio + test_ratio >= 1:
         raise UsageError(f"--ratio {ratio} + --test-ratio {test_ratio} must stay below 1 so "
                          "that val keeps some images")
-    pattern = re.compile(group_by) if group_by else None
+    try:
+        pattern = re.compile(group_by) if group_by else None
+    except re.error as exc:
+        raise UsageError(f"--group-by {group_by!r} is not a regular expression ({exc})") from None
     by_class: dict[int, list[Record]] = defaultdict(list)
     for r in records:
         by_class[r.label].append(r)
