@@ -5,16 +5,14 @@ its reason; never a traceback, never samples lost without a word."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tarfile
 from pathlib import Path
 
 import lmdb
 import pytest
 from click.testing import CliRunner
-from PIL import Image
+from shardfiles import errors_of, jpeg, write_tar
 
 from dataprep.cli import cli
 from dataprep.io.readers import iter_samples
@@ -34,20 +32,6 @@ def error_line(result) -> str:
     return line
 
 
-def jpeg(color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (40, 30), color).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def write_lmdb(path: Path, length: int, samples: list[dict]) -> Path:
@@ -67,8 +51,6 @@ def write_lmdb(path: Path, length: int, samples: list[dict]) -> Path:
     return path
 
 
-def errors_of(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
 
 
 def labels_of(out: Path) -> dict[str, int]:

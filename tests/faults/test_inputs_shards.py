@@ -6,7 +6,6 @@ on what it wrote."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import lmdb
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from shardfiles import errors_of, jpeg, write_tar
 
 from dataprep.cli import cli
 
@@ -25,24 +25,8 @@ def run(*args: str):
     return result
 
 
-def jpeg(size: tuple[int, int] = (64, 48), color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
 
 
-def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def errors_of(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("member, data, words", [
