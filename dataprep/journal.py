@@ -85,6 +85,9 @@ class Journal:
                 state.finish = line["finish"]
             else:
                 raise self.damaged(f"line {i} is not a checkpoint")
+            body = line.get("checkpoint") or line.get("finish")
+            if not _well_formed(body):
+                raise self.damaged(f"line {i} has fields of the wrong kind")
         return state
 
     def damaged(self, why: str) -> OutputError:
@@ -99,6 +102,16 @@ class Journal:
             durable.fsync(f)
         durable.fsync_dir(self.path.parent)
 
+    def rewrite(self, header: dict[str, Any], checkpoints: list[dict[str, Any]],
+                finish: dict[str, Any] | None = None) -> None:
+        """Replace the journal, atomically, by ``header``, ``checkpoints`` and ``finish``
+        (so a torn last line is gone before anything is appended)."""
+        lines = [header, *({"checkpoint": c} for c in checkpoints)]
+        if finish is not None:
+            lines.append({"finish": finish})
+        durable.write_atomic(self.path, b"".join(
+            json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines))
+
     def append(self, entry: dict[str, Any]) -> None:
         with durable.open_new(self.path, append=True) as f:
             f.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
@@ -107,3 +120,18 @@ class Journal:
     def remove(self) -> None:
         if os.path.lexists(self.path):
             durable.unlink(self.path)
+
+
+def _well_formed(body: dict[str, Any]) -> bool:
+    """A checkpoint's or finish line's lists hold what dataprep writes there."""
+    for key in ("files", "staged", "errors", "shards"):
+        value = body.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            return False
+    for f in [*body.get("files", []), *body.get("staged", []), *body.get("shards", [])]:
+        if not (isinstance(f.get("name"), str) and isinstance(f.get("sha256"), str)
+                and all(isinstance(f.get(k), int) for k in ("bytes", "num_samples"))):
+            return False
+    return isinstance(body.get("writer", {}), dict) and all(
+        isinstance(body.get(k, 0), int) for k in ("next_record", "records_in", "samples_out",
+                                                  "bytes"))

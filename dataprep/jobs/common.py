@@ -140,6 +140,7 @@ def identities(command: str, params: dict[str, Any], splits: Iterable[str],
     if mode not in FINGERPRINTS:
         raise UsageError(f"--fingerprint {mode!r}: expected one of {', '.join(FINGERPRINTS)}")
     clean = {k: v for k, v in params.items() if k != "jobs"}
+    clean["fingerprint"] = mode  # another mode is another digest: say so, not "inputs changed"
     clean = json.loads(json.dumps(clean, sort_keys=True, default=str))
     hashers = {s: hashlib.sha256() for s in splits}
     counts = dict.fromkeys(hashers, 0)
@@ -310,7 +311,9 @@ def _run(command: str, out: OutputFolder, records: Any, task: Task,
     complete = [s for s, p in plans.items() if p.state == "complete"]
     base = {"command": command, "command_line": command_line(), "params":
             idents[splits[0]]["params"] if splits else {}, "classes": classes}
-    errors_left = list(input_errors)
+    # what the scan could not read goes with the first split written, once: a resumed run
+    # journaled it already
+    errors_left = [] if any(p.point for p in plans.values()) else list(input_errors)
 
     def open_split(split: str) -> Any:
         plan = plans.get(split) or SplitPlan("new")

@@ -520,6 +520,7 @@ class OutputFolder:
     # -- recovery ------------------------------------------------------------------------
 
     def _recover(self, split: str, fmt: str, state: JournalState, log: Log) -> SplitPlan:
+        Journal(self.path, split).rewrite(state.header, state.checkpoints, state.finish)
         for f in state.files():
             if not self._settle(f):
                 log(f"{split}: {f.get('name')} of the interrupted run is missing or changed; "
@@ -536,9 +537,14 @@ class OutputFolder:
             if state.finish is not None:
                 entry = {k: v for k, v in state.finish.items() if k != "staged"}
             else:
-                if fmt == "lmdb":  # the final commit is done: the environment is whole
-                    files = [self._publish_staged_lmdb(split)]
-                entry = finish_entry(state.header, last or {}, files, errors)
+                staged = self._staged_lmdb(split) if fmt == "lmdb" else []
+                # the final commit is done (an LMDB environment is whole): as finish() would,
+                # journal the entry and what is still staged before renaming anything
+                entry = finish_entry(state.header, last or {},
+                                     files + [s.info for s in staged], errors)
+                Journal(self.path, split).append({"finish": dict(
+                    entry, staged=[staged_json(self.path, s) for s in staged])})
+                self.publish(staged)
             self.commit(split, entry, errors)
             Journal(self.path, split).remove()
             self.drop_stage(split)
@@ -550,6 +556,9 @@ class OutputFolder:
             return SplitPlan("new")
         if fmt != "lmdb":
             self.drop_stage(split)  # only the unfinished shard was there
+        # the journal goes on from exactly what is resumed: no torn last line, no checkpoint
+        # an LMDB never committed (a later recovery would count it)
+        Journal(self.path, split).rewrite(state.header, checkpoints)
         return SplitPlan("resume", last, files, errors)
 
     def _settle(self, f: dict[str, Any]) -> bool:
@@ -573,14 +582,14 @@ class OutputFolder:
             return True
         return False
 
-    def _publish_staged_lmdb(self, split: str) -> ShardInfo:
+    def _staged_lmdb(self, split: str) -> list[Staged]:
+        """The staged environment of a split whose final commit is done, ready to rename."""
         env = self.stage(split) / f"{split}.lmdb"
         durable.unlink(env / "lock.mdb")
         data = env / "data.mdb"
         info = ShardInfo(f"{split}.lmdb/data.mdb", int(lmdb_committed(env) or 0),
                          data.stat().st_size, sha256_file(data))
-        self.publish([Staged(env, self.path / f"{split}.lmdb", info)])
-        return info
+        return [Staged(env, self.path / f"{split}.lmdb", info)]
 
     def _lmdb_checkpoints(self, split: str, checkpoints: list[dict[str, Any]],
                           ) -> list[dict[str, Any]]:

@@ -150,3 +150,24 @@ def test_crashes_during_the_rerun_too(fmt, images, tmp_path):
         second = rng.randint(1, 12)  # the rerun's steps: it may finish before this one
         in_child(partial(JOBS[fmt], images, out), crash=(second, "before"))
         check_rerun(fmt, images, out, want, f"crashes at step {first}, then {second}")
+
+
+@pytest.mark.parametrize("fmt", sorted(JOBS))
+@pytest.mark.parametrize("torn", [False, True])
+def test_a_crash_while_finishing_then_a_crash_while_recovering(fmt, torn, images, tmp_path):
+    """The last steps of a run are where the journal says most: crash there, then crash the
+    recovery at each of its first steps. ``torn``: the first run also left half a journal
+    line behind (a write cut short by a full disk), which the recovery must not build on."""
+    want, steps = reference(fmt, images, tmp_path)
+    for first in range(max(2, steps - 13), steps + 1, 3):
+        for second in range(1, 20, 3):
+            out = tmp_path / f"f{first}s{second}" / "out"
+            assert in_child(partial(JOBS[fmt], images, out), crash=(first, "before")) == CRASHED
+            journal = out / ".journal-train.jsonl"
+            if torn and journal.exists():
+                with open(journal, "ab") as f:
+                    f.write(b'{"checkpoint": {"next_rec')
+            in_child(partial(JOBS[fmt], images, out), crash=(second, "before"))
+            check_rerun(fmt, images, out, want, f"crashes at step {first}, then {second}"
+                        + (" (torn journal line)" if torn else ""))
+            shutil.rmtree(out.parent)

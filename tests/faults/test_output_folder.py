@@ -437,3 +437,21 @@ def test_jobs_are_bounded_and_lmdb_io_errors_count_as_a_full_disk():
     assert resolve_jobs(1) == 1
     assert _disk_full(lmdb.Error("mdb_txn_commit: Input/output error"))
     assert not _disk_full(lmdb.Error("mdb_get: MDB_NOTFOUND"))
+
+
+@pytest.mark.parametrize("line", [b'{"checkpoint": {"files": [1]}}',
+                                  b'{"checkpoint": {"files": "x"}}',
+                                  b'{"finish": {"staged": [{"name": 5}]}}',
+                                  b'{"checkpoint": {"writer": 3}}'])
+def test_a_journal_line_of_the_wrong_shape_is_damage_that_overwrite_clears(images, tmp_path,
+                                                                          line):
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    header = json.dumps({"identity": {}, "format": "webdataset", "entry": {}}).encode()
+    (out / ".journal-train.jsonl").write_bytes(header + b"\n" + line + b"\n")
+    code, output = invoke(*resize_args(images, out))
+    assert code == 1 and "is damaged" in output
+    assert invoke("verify", out)[0] == 1
+    code, output = invoke(*resize_args(images, out, "--overwrite"))
+    assert code == 0, output
+    assert invoke("verify", out)[0] == 0
