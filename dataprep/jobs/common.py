@@ -20,13 +20,13 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import DiskBudgetError, UsageError
+from dataprep.errors import DiskBudgetError, OutputError, UsageError
 from dataprep.io.writers import WRITERS, PackedGroup, TarPackingTask, make_writer, sample_json
 from dataprep.jobs.output import (
     OutputFolder,
+    SplitOutput,
     SplitPlan,
-    check_class_folders,
-    check_folder_names,
+    check_folder_sink,
     check_split_names,
 )
 from dataprep.records import Record, Sample
@@ -90,8 +90,8 @@ def shard_inputs(files: Sequence[str], mode: str) -> str:
                 ledger = read_json(os.path.join(folder, "dataprep.json"), {}) or {}
                 ledgers[folder] = {s["name"]: s["sha256"] for e in ledger["splits"].values()
                                    for s in e.get("shards", [])}
-            except Exception:  # noqa: BLE001 - an unreadable foreign ledger adds nothing
-                ledgers[folder] = {}
+            except (OutputError, KeyError, TypeError, AttributeError):
+                ledgers[folder] = {}  # an unreadable or foreign ledger adds nothing
         rel = name if not name.endswith("data.mdb") else os.path.basename(folder) + "/" + name
         recorded = ledgers.get(folder, {}).get(rel) or ledgers.get(
             os.path.dirname(folder), {}).get(rel, "")
@@ -261,9 +261,8 @@ def run_job(
     splits = list(splits)
     check_split_names(splits)
     if fmt == "folder":
-        check_class_folders(classes)
-        check_folder_names(classes, (r.key for r in records) if isinstance(records, Sequence)
-                           else ())
+        check_folder_sink(classes, (r.key for r in records) if isinstance(records, Sequence)
+                          else ())
     out = OutputFolder(out_dir)
     out.check_target()
     listed: Sequence[Record]
@@ -317,14 +316,14 @@ def _run(command: str, out: OutputFolder, records: Any, task: Task,
 
     def open_split(split: str) -> Any:
         plan = plans.get(split) or SplitPlan("new")
-        header = {"identity": idents.get(split) or idents[splits[0]], "format": fmt,
+        header = {"identity": idents[split], "format": fmt,
                   "entry": base}
         stage = out.make_stage(split)
         writer = make_writer(fmt, out.path, split, max_count=max_count,
                              max_bytes=max_bytes, classes=classes,
                              resume=(plan.point or {}).get("writer") if plan.point else None,
                              stage_dir=stage)
-        sink = out.open_split(split, header, plan, writer)
+        sink = SplitOutput(out, split, header, plan, writer)
         if plan.state == "new":
             while errors_left:  # what the scan could not read goes with the first split
                 sink.note(dict(errors_left.pop(0), split=split))

@@ -66,9 +66,11 @@ def check_split_names(splits: Iterable[str]) -> None:
                              f"and - only, at most {MAX_SPLIT_NAME} (e.g. --split train)")
 
 
-def check_folder_names(classes: Sequence[str], keys: Iterable[str]) -> None:
-    """What the folder sink would name files and folders is possible and not one of
-    dataprep's own names: refused before any work otherwise."""
+def check_folder_sink(classes: Sequence[str], keys: Iterable[str]) -> None:
+    """What the folder sink would name folders and files is possible, none of dataprep's own
+    names, and one folder a class (also when names differ only in case: some file systems do
+    not tell those apart); refused before any work otherwise."""
+    seen: dict[str, str] = {}
     for name in classes:
         folder = safe_name(str(name))
         if (folder in RESERVED or folder.startswith(".") or folder.endswith((".tar", ".lmdb"))
@@ -76,23 +78,15 @@ def check_folder_names(classes: Sequence[str], keys: Iterable[str]) -> None:
             raise UsageError(f"class {str(name)[:80]!r} would be the folder {folder[:80]!r}, "
                              "which --format folder cannot use (a name dataprep keeps for its "
                              "own files, or too long); rename the class")
+        other = seen.setdefault(folder.casefold(), name)
+        if other != name:
+            raise UsageError(f"classes {other!r} and {name!r} would both be written to the "
+                             f"folder {folder!r} by --format folder (their labels would "
+                             "merge); rename one of them or use webdataset or lmdb")
     for key in keys:
         if len(safe_name(key).encode()) > MAX_NAME_BYTES - 16:
             raise UsageError(f"key {key[:60]!r}... is too long for a file name of --format "
                              "folder; use shorter file names, or webdataset or lmdb")
-
-
-def check_class_folders(classes: Sequence[str]) -> None:
-    """Two class names that the folder sink would write into one folder are an error (also
-    when they differ only in case: some file systems do not tell those apart)."""
-    seen: dict[str, str] = {}
-    for name in classes:
-        folder = safe_name(str(name)).casefold()
-        other = seen.setdefault(folder, name)
-        if other != name:
-            raise UsageError(f"classes {other!r} and {name!r} would both be written to the "
-                             f"folder {safe_name(str(name))!r} by --format folder (their labels "
-                             "would merge); rename one of them or use webdataset or lmdb")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -116,7 +110,6 @@ class OutputFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock: int | None = None
         self._ledger: dict[str, Any] | None = None
 
     # -- before any work -----------------------------------------------------------------
@@ -182,6 +175,7 @@ class OutputFolder:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OutputError(f"{lock}: the folder's lock file is not a plain file; remove it")
+        held = False
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -194,13 +188,12 @@ class OutputFolder:
             if not shared and create:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            self._lock = fd
+            held = True
             self._ledger = None
             yield
         finally:
-            if self._lock is not None and not shared and create:
+            if held and not shared and create:
                 os.ftruncate(fd, 0)  # no holder now
-            self._lock = None
             os.close(fd)  # releases the lock
 
     # -- the ledger ----------------------------------------------------------------------
@@ -232,17 +225,26 @@ class OutputFolder:
     def commit(self, split: str, entry: dict[str, Any], errors: list[dict[str, Any]]) -> None:
         """Make ``entry`` the split's ledger entry: ``errors.jsonl`` and ``_info.json`` first
         (both derived), then ``dataprep.json``, re-read and merged under the lock."""
+        self._write_ledger(split, entry, errors)
+
+    def _write_ledger(self, split: str, entry: dict[str, Any] | None,
+                      errors: list[dict[str, Any]]) -> None:
+        """Set (or with ``entry`` None, remove) a split's entry: errors.jsonl and _info.json
+        first, then dataprep.json, re-read and merged under the lock."""
         from dataprep import __version__
         from dataprep.io.manifest import write_json_atomic
 
         self._ledger = None
         ledger = self.ledger()
         ledger["dataprep_version"] = __version__
-        ledger["splits"][split] = entry
+        if entry is None:
+            ledger["splits"].pop(split, None)
+        else:
+            ledger["splits"][split] = entry
         ledger["splits"] = dict(sorted(ledger["splits"].items()))
         self._write_errors(split, errors)
         info = info_json(ledger, self.path.name)
-        if info["splits"]:
+        if info["splits"] or (self.path / INFO_NAME).exists():
             write_json_atomic(self.path / INFO_NAME, info)
         write_json_atomic(self.path / LEDGER_NAME, ledger)
         self._ledger = ledger
@@ -297,8 +299,8 @@ class OutputFolder:
         self._check_ledger_names()
         decisions = {split: self._decide(split, fmt, ident, overwrite)
                      for split, ident in identities.items()}
-        self._refuse_strangers(fmt, [s for s, (what, _) in decisions.items()
-                                     if what != "complete"], classes)
+        self._refuse_strangers(fmt, {s: state for s, (what, state) in decisions.items()
+                                     if what != "complete"}, classes)
         if dry_run:
             return {split: self._foresee(split, fmt, what, state)
                     for split, (what, state) in decisions.items()}
@@ -443,21 +445,8 @@ class OutputFolder:
             self._remove_named(name)
         self.drop_stage(split)
         if split in self.ledger()["splits"]:
-            self.commit_removal(split)
+            self._write_ledger(split, None, [])
         journal.remove()
-
-    def commit_removal(self, split: str) -> None:
-        from dataprep.io.manifest import write_json_atomic
-
-        self._ledger = None
-        ledger = self.ledger()
-        ledger["splits"].pop(split, None)
-        self._write_errors(split, [])
-        info = info_json(ledger, self.path.name)
-        if (self.path / INFO_NAME).exists():
-            write_json_atomic(self.path / INFO_NAME, info)
-        write_json_atomic(self.path / LEDGER_NAME, ledger)
-        self._ledger = ledger
 
     def _remove_named(self, name: str) -> None:
         path = self._named(name)
@@ -471,14 +460,11 @@ class OutputFolder:
                 except OSError:
                     break
 
-    def _refuse_strangers(self, fmt: str, splits: list[str], classes: Sequence[str]) -> None:
+    def _refuse_strangers(self, fmt: str, splits: dict[str, JournalState | None],
+                          classes: Sequence[str]) -> None:
         """Files where these splits' shards go that no ledger entry or journal names."""
         known = {s["name"] for e in self.ledger()["splits"].values() for s in e.get("shards", [])}
-        for split in splits:
-            try:
-                state = Journal(self.path, split).load()
-            except OutputError:
-                state = None
+        for state in splits.values():
             if state is not None:
                 known |= {str(f.get("name")) for f in state.files()}
         strangers: list[str] = []
@@ -608,10 +594,6 @@ class OutputFolder:
         return []
 
     # -- writing ---------------------------------------------------------------------------
-
-    def open_split(self, split: str, header: dict[str, Any], plan: SplitPlan,
-                   writer: Writer) -> SplitOutput:
-        return SplitOutput(self, split, header, plan, writer)
 
     def publish(self, staged: list[Staged]) -> None:
         """Rename finished shards into place (never over an existing file) and sync the

@@ -211,8 +211,8 @@ def test_a_worker_killed_mid_run_is_one_line_and_the_rerun_resumes(reference, tm
         _, err = proc.communicate(timeout=60)
     finally:
         kill_group(proc)
-    if proc.returncode == 0:  # the run finished before the kill reached it
-        return
+    if proc.returncode == 0:  # the run finished before the kill reached it: nothing tested
+        pytest.skip("the run finished before its worker was killed")
     assert proc.returncode == 1, err
     assert "a worker process died" in err and "run the same command again" in err
     assert "Traceback" not in err
