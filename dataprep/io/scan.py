@@ -117,7 +117,7 @@ def scan_folder(root: str | Path, packed: bool = True) -> Source:
     classes = sorted(_class_folders(root, errors), key=natural_key)
     records: RecordList | list[Record] = RecordList() if packed else []
     for label, class_name in enumerate(classes):
-        found = _image_files(str(root / class_name), errors)
+        found = _image_files(os.path.abspath(root / class_name), errors)  # paths as records
         for path in sorted(found, key=lambda p: natural_key(os.path.relpath(p, root))):
             rel = os.path.relpath(path, root)
             records.append(Record(key=make_key(rel), path=os.path.abspath(path), label=label,
