@@ -397,7 +397,9 @@ def _register_optional() -> None:
     for module, names in (("dataprep.train.cli", ("train", "summary", "evaluate")),
                           ("dataprep.jobs.stats_cli", ("stats", "augment", "preview")),
                           ("dataprep.jobs.verify", ("verify_cmd",)),
-                          ("dataprep.train.eval_cli", ("evaluate", "learning_curve"))):
+                          ("dataprep.train.eval_cli", ("evaluate", "learning_curve")),
+                          ("dataprep.train.sweep", ("sweep_cmd",)),
+                          ("dataprep.train.compare", ("compare_cmd",))):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -427,6 +429,8 @@ VERB_SUMMARIES = {
     "evaluate": "Test-time crops, confusion matrix, misclassified.",
     "learning-curve": "Accuracy against training images per class.",
     "summary": "Layer output shapes and parameter counts.",
+    "sweep": "Train a grid of runs from one TOML, then compare.",
+    "compare": "Runs side by side: table, ties, overlaid curves.",
 }
 for _name, _text in VERB_SUMMARIES.items():
     if _name in cli.commands:
