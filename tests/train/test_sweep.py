@@ -348,3 +348,18 @@ def test_unknown_spec_table_is_a_usage_error(tmp_path: Path) -> None:
     spec.write_text("[base]\ndata = 'x'\n[grids]\nlr = [1.0]\n")
     with pytest.raises(UsageError, match="did you mean grid"):
         load_spec(spec)
+
+
+def test_shard_takes_every_nth_run_group(tmp_path: Path, shards: Path) -> None:
+    spec = write_spec(tmp_path / "s.toml", "[grid]\nlr = [0.1, 0.01, 0.001]\n[then]\nlr = 0.5\n",
+                      shards)
+    proc = dataprep("sweep", str(spec), "-o", str(tmp_path / "sweep"), "--dry-run",
+                    "--probe-steps", "0", "--shard", "2/2")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line[:4].strip().endswith(".")]
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "another shard's", "another shard's, from lr=0.1/best.pt", "10 epoch(s)",
+        "10 epoch(s), from lr=0.01/best.pt", "another shard's",
+        "another shard's, from lr=0.001/best.pt"]
+    bad = dataprep("sweep", str(spec), "-o", str(tmp_path / "sweep"), "--shard", "3/2")
+    assert bad.returncode == 1 and "expected I/N with 1 <= I <= N" in bad.stderr
