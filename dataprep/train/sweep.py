@@ -169,7 +169,10 @@ def load_spec(path: str | Path) -> Spec:
     :class:`UsageError` naming the table and key of the first problem; nothing is run."""
     from dataprep.recipe import load_recipe
 
-    raw = load_recipe(path)
+    try:
+        raw = load_recipe(path)
+    except UsageError as exc:  # its messages say "recipe": this file is a sweep spec
+        raise UsageError(str(exc).replace("recipe ", "sweep spec ", 1)) from None
     where = f"sweep spec {path}"
     for key in raw:
         if key not in SPEC_TABLES:
@@ -180,6 +183,7 @@ def load_spec(path: str | Path) -> Spec:
     base = _check_table(raw.get("base", {}), f"{where} [base]", params)
     grid = _check_table(raw.get("grid", {}), f"{where} [grid]", params, lists=True)
     then = (_check_table(raw["then"], f"{where} [then]", params) if "then" in raw else None)
+    _no_weights(then, f"{where} [then]")
     variants = raw.get("variant", [])
     if not isinstance(variants, list):
         raise UsageError(f"{where}: variants are [[variant]] tables (an array of tables)")
@@ -191,6 +195,7 @@ def load_spec(path: str | Path) -> Spec:
             raise UsageError(f"{w} needs a name = \"...\" (its run folder)")
         if "then" in v:
             v["then"] = _check_table(v["then"], f"{w} [then]", params)
+            _no_weights(v["then"], f"{w} [then]")
         checked.append(v)
     runs = expand(base, grid, checked, then)
     if not any("data" in r.flags for r in runs):
@@ -203,6 +208,13 @@ def load_spec(path: str | Path) -> Spec:
         names[run.name] = run
         run.params = parse_run(run, params, f"{where}: run {run.name}")
     return Spec(str(path), runs)
+
+
+def _no_weights(then: dict[str, Any] | None, where: str) -> None:
+    for key in ("weights", "pretrained"):
+        if then and then.get(key):
+            raise UsageError(f"{where}: {key} cannot be set; a second stage starts from its "
+                             "first stage's best.pt")
 
 
 def expand(base: dict[str, Any], grid: dict[str, list[Any]], variants: list[dict[str, Any]],

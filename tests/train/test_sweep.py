@@ -125,6 +125,8 @@ def test_names_are_file_safe() -> None:
     ("[grid]\nimg_size = [32, 64]\n", "--short-side 36 is smaller than --img-size 64"),
     ("[gird]\nlr = [0.1]\n", "did you mean grid"),
     ("[[variant]]\nlr = 0.1\n", "needs a name"),
+    ("[then]\npretrained = true\n", "a second stage starts from its first stage's best.pt"),
+    ("[grid]\nlr = [0.1\n", "sweep spec"),
     ("[[variant]]\nname = 'a'\n[[variant]]\nname = 'a'\n", "two runs would be named 'a'"),
 ])
 def test_bad_specs_refused_before_any_run(tmp_path: Path, shards: Path, text: str,
