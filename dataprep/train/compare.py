@@ -72,13 +72,14 @@ class Comparison:
     n: int | None  # validation images of the best run
 
     def table(self) -> list[dict[str, Any]]:
-        """One dict per row, in order: the CSV's columns."""
+        """One dict per row, in order: the CSV's columns (the varied flags by their names,
+        then the figures: none is named like a flag of ``train``)."""
         out = []
         for r in self.rows:
             d: dict[str, Any] = {"run": r.name}
             d.update({k: flag_text(k, r.config.get(k)) for k in self.varied})
             d.update(top1=r.top1, top5=r.top5, class_mean_top1=r.class_top1,
-                     best_epoch=r.best_epoch, epochs=r.epochs, stopped=r.stopped or "",
+                     best_epoch=r.best_epoch, epochs_run=r.epochs, stopped=r.stopped or "",
                      wall_seconds=round(r.wall_seconds, 3),
                      images_per_s=None if r.images_per_s is None else round(r.images_per_s, 1),
                      parameters=r.parameters, val_samples=r.val_samples, tie=r.tie,

@@ -258,7 +258,7 @@ def test_compare_numbers_equal_each_runs_metrics(swept: dict) -> None:
         best = next(h for h in history if h["val_top1"] == top1)
         assert float(row["top1"]) == top1 and float(row["top5"]) == best["val_top5"]
         assert float(row["class_mean_top1"]) == best["val_class_top1"]
-        assert int(row["best_epoch"]) == best["epoch"] and int(row["epochs"]) == len(history)
+        assert int(row["best_epoch"]) == best["epoch"] and int(row["epochs_run"]) == len(history)
         assert math.isclose(float(row["wall_seconds"]), sum(h["seconds"] for h in history),
                             abs_tol=1e-3)
         images = sum(h["train_samples"] for h in history)
@@ -269,6 +269,7 @@ def test_compare_numbers_equal_each_runs_metrics(swept: dict) -> None:
     assert [float(r["top1"]) for r in rows] == sorted((float(r["top1"]) for r in rows),
                                                       reverse=True)
     assert {"lr", "optimizer", "epochs", "weights"} <= set(rows[0])  # the varied flags
+    assert {r["epochs"] for r in rows} == {"3", "1"}  # the flag, beside epochs_run
     assert "momentum" not in rows[0]  # the same in every run
     with Image.open(out / "compare.png") as png:
         assert png.format == "PNG" and png.size[0] > 800
@@ -365,3 +366,9 @@ def test_shard_takes_every_nth_run_group(tmp_path: Path, shards: Path) -> None:
         "another shard's, from lr=0.001/best.pt"]
     bad = dataprep("sweep", str(spec), "-o", str(tmp_path / "sweep"), "--shard", "3/2")
     assert bad.returncode == 1 and "expected I/N with 1 <= I <= N" in bad.stderr
+
+
+def test_csv_figure_columns_are_never_flag_names(tmp_path: Path) -> None:
+    run = fake_run(tmp_path, "a", [0.5])
+    figures = set(compare([run]).table()[0]) - {"run"}
+    assert figures and not figures & set(train_params())
