@@ -236,7 +236,7 @@ def expand(base: dict[str, Any], grid: dict[str, list[Any]], variants: list[dict
                             group=group))
 
     keys = list(grid)
-    for values in itertools.product(*(grid[k] for k in keys)):
+    for values in itertools.product(*(grid[k] for k in keys)) if keys else ():
         varied = dict(zip(keys, values, strict=True))
         add(run_name(varied), varied, then)
     for v in variants:

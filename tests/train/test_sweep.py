@@ -107,6 +107,13 @@ lr = 0.001
     assert all(r.flags["lr"] == 0.001 for r in runs if r.after)
 
 
+def test_variants_alone_and_base_alone(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "s.toml", "[[variant]]\nname = 'a'\nlr = 0.5\n")
+    assert [(r.name, r.flags["lr"]) for r in load_spec(spec).runs] == [("a", 0.5)]
+    spec = write_spec(tmp_path / "s.toml", "lr = 0.5\n")
+    assert [(r.name, r.flags["lr"]) for r in load_spec(spec).runs] == [("base", 0.5)]
+
+
 def test_names_are_file_safe() -> None:
     name = run_name({"data": "/data/elpv/shards-64/", "hflip": False, "color_jitter": [0.4, 0.1]})
     assert name == "data=shards-64,hflip=false,color_jitter=0.4-0.1"
@@ -372,3 +379,24 @@ def test_csv_figure_columns_are_never_flag_names(tmp_path: Path) -> None:
     run = fake_run(tmp_path, "a", [0.5])
     figures = set(compare([run]).table()[0]) - {"run"}
     assert figures and not figures & set(train_params())
+
+
+@pytest.mark.slow  # one training, stopped
+def test_ctrl_c_stops_the_run_and_records_it(tmp_path: Path, shards: Path) -> None:
+    spec = write_spec(tmp_path / "s.toml", "epochs = 50\nsteps_per_epoch = 4\n", shards)
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "dataprep", "sweep", str(spec), "-o",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    run = out / "runs" / "base"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+            (run / "metrics.jsonl").exists() and read_metrics(run)):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    ledger = json.loads((out / "sweep.json").read_text())
+    assert ledger["runs"]["base"]["state"] == "interrupted"
+    assert 1 <= len(read_metrics(run)) < 50 and (run / "last.pt").exists()
