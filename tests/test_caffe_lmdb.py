@@ -397,3 +397,38 @@ def test_train_one_epoch_on_a_caffe_layout_lmdb(tmp_path):
                                progress=False, lr=0.05, epochs=1))
     assert result.history[0]["train_samples"] == 24  # 3 full batches of 8
     assert result.history[0]["val_samples"] == 28
+
+
+def _write_env(path: Path, items: list[tuple[bytes, bytes]]) -> Path:
+    env = lmdb.open(str(path), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for k, v in items:
+            txn.put(k, v)
+    env.close()
+    return path
+
+
+GOOD = pb_datum(data=jpeg(), label=0, encoded=True).SerializeToString()
+
+
+@pytest.mark.parametrize("items, message", [
+    ([(b"00000000_a", GOOD), (b"00000002_b", GOOD)], "the keys are not Caffe's contiguous"),
+    ([(b"00000000_a", b"\x22\xff\xff\xff\x0f")], "not a Caffe Datum"),  # data: 4 GB claimed
+    ([(b"00000000_a", pb_datum(data=jpeg(), label=-5, encoded=True).SerializeToString())],
+     "is not a class index"),
+    ([(b"00000000_a", pb_datum(data=b"not an image", encoded=True).SerializeToString())],
+     "image format None"),
+    ([(b"00000000_a", pb_datum(data=b"\x01\x02", channels=3, height=9, width=9)
+       .SerializeToString())], "does not hold 3x9x9 uint8 pixels"),
+    ([(b"00000000_a", GOOD), (b"zz_meta", GOOD)], "the keys are not Caffe's contiguous"),
+])
+def test_a_damaged_caffe_lmdb_is_a_clear_error(items, message, tmp_path):
+    from dataprep.errors import ShardError
+
+    env = _write_env(tmp_path / "bad_lmdb", items)
+    with pytest.raises(ShardError, match=message):
+        list(iter_lmdb(env))
+    result = CliRunner().invoke(cli, ["shard", str(env), "-o", str(tmp_path / "out"),
+                                      "--jobs", "1"])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
