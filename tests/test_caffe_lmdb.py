@@ -432,3 +432,18 @@ def test_a_damaged_caffe_lmdb_is_a_clear_error(items, message, tmp_path):
                                       "--jobs", "1"])
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_overwrite_replaces_one_layout_by_the_other_with_nothing_left(tmp_path):
+    out = tmp_path / "out"
+    invoke("shard", str(PHOTOS), "-o", str(out), "--format", "lmdb", "--lmdb-layout", "caffe",
+           "--jobs", "1")
+    assert (out / "train.lmdb" / caffe.SIDECAR).is_file()
+    invoke("shard", str(PHOTOS), "-o", str(out), "--format", "lmdb", "--jobs", "1",
+           "--overwrite")
+    assert sorted(os.listdir(out / "train.lmdb")) == ["data.mdb"]  # the sidecar went with it
+    assert b"__len__" in dict(lmdb_items(out / "train.lmdb"))
+    invoke("shard", str(PHOTOS), "-o", str(out), "--format", "lmdb", "--lmdb-layout", "caffe",
+           "--jobs", "1", "--overwrite")
+    assert all(caffe.split_key(k) for k, _ in lmdb_items(out / "train.lmdb"))
+    assert verify(out, jobs=1).ok
