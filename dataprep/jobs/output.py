@@ -454,8 +454,8 @@ class OutputFolder:
         path = self._named(name)
         durable.unlink(path)
         if path.name == "data.mdb":  # an LMDB: its folder, lock file and sidecar go with it
-            for name in ("lock.mdb", CAFFE_SIDECAR, f".{CAFFE_SIDECAR}.tmp"):
-                durable.unlink(path.parent / name)
+            for beside in ("lock.mdb", CAFFE_SIDECAR, f".{CAFFE_SIDECAR}.tmp"):
+                durable.unlink(path.parent / beside)
         for folder in (path.parent, path.parent.parent):
             if folder != self.path and _inside(str(folder), str(self.path)):
                 try:
@@ -642,7 +642,7 @@ def lmdb_committed(path: Path) -> int | None:
         finally:
             env.close()
         return int(raw)
-    except (lmdb.Error, ValueError, OutputError, DataprepError):
+    except (lmdb.Error, ValueError, DataprepError):
         return None
 
 
