@@ -173,3 +173,62 @@ def learning_curve(src: str, per_class: list[int], out: str, val: str | None, ra
         raise click.ClickException(message) from exc
     for line in result.lines():
         click.echo(line)
+
+
+@click.command("predict")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=click.Path(exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Folder for predictions.csv, predictions.png (contact sheet), predict.json "
+                   "and errors.csv (unreadable images).")
+@click.option("--tta", default="center", show_default=True,
+              type=click.Choice(MODE_NAMES),
+              help="Test-time mode, as for `dataprep evaluate`: resize (squash to crop x "
+                   "crop), center, five, ten, flip (center + mirror), mix.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Most probable classes written per image (at most the model's classes).")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="Use SRC's class folders / list labels for accuracy when they name classes "
+                   "of the model; --no-labels predicts only.")
+@click.option("--split", default=None, help="Split to read when SRC is shards.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images decoded at once; also views per forward pass.")
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto",
+              show_default=True)
+@click.option("--sheet-count", type=click.IntRange(min=0), default=48, show_default=True,
+              help="Images on the contact sheet (spread over the classes when labelled); 0: "
+                   "no sheet.")
+@click.option("--cell", type=click.IntRange(min=32), default=128, show_default=True,
+              help="Side of one contact-sheet thumbnail, in pixels.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def predict_cmd(checkpoint: str, src: str, out: str, tta: str, top_k: int, labels: bool,
+                split: str | None, batch_size: int, device: str, sheet_count: int, cell: int,
+                progress: bool) -> None:
+    """Run a `dataprep train` checkpoint on any images, labelled or not.
+
+    SRC: an image folder (root/<class>/<image>, or a flat folder of photos), a list file
+    (`path label` lines, or one image path per line), a .jsonl manifest, or shards. Images are
+    decoded as everywhere in dataprep (EXIF orientation, alpha on white, 16-bit) and cut into
+    views with the checkpoint's own crop size, short side and normalization, exactly as
+    `dataprep evaluate` does. With labels, accuracy is printed as `evaluate` prints it.
+    Unreadable images are listed in errors.csv and skipped.
+
+    \b
+      dataprep predict runs/r18/best.pt my_photos/ -o runs/r18/predict
+      dataprep predict best.pt images/ -o pred --tta ten --top-k 3 --sheet-count 24
+    """
+    try:
+        require("torch", "train")
+        from dataprep.train.predict import predict as run_predict
+
+        _logging()
+        result = run_predict(checkpoint, src, out, mode=tta, top_k=top_k, batch_size=batch_size,
+                             device=device, use_labels=labels, split=split,
+                             sheet_count=sheet_count, cell=cell, progress=progress)
+    except (DataprepError, OSError) as exc:
+        if (message := cli_message(exc)) is None:
+            raise
+        raise click.ClickException(message) from exc
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"predictions: {out}/predictions.csv")
