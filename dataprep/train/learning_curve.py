@@ -66,6 +66,7 @@ class CurveResult:
     chance: float = 0.0  # share of the largest class in the test split
     class_chance: float = 0.0  # class-mean top-1 of any constant prediction: 1 / classes
     fit: dict[str, Any] | None = None  # fit_log_linear of the first mode's mean top-1
+    fit_class_mean: dict[str, Any] | None = None  # the same of its class-mean top-1
     settings: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -85,8 +86,9 @@ class CurveResult:
             out.append(f"top-1 {other}: " + ", ".join(
                 f"{r['per_class']}: {r[f'top1_{other}']:.4f} ± {r[f'top1_{other}_std']:.4f}"
                 for r in self.rows))
-        if self.fit is not None:
-            out.append(slope_line(self.fit))
+        for fit in (self.fit, self.fit_class_mean):
+            if fit is not None:
+                out.append(slope_line(fit))
         out.append(f"test split: {self.settings.get('test_images')} images, the same for "
                    f"every size and repeat; chance: top-1 {self.chance:.4f} (largest test "
                    f"class), class-mean {self.class_chance:.4f}")
@@ -96,8 +98,9 @@ class CurveResult:
 
 
 def slope_line(fit: dict[str, Any]) -> str:
-    return (f"{fit['points_per_doubling']:+.1f} points of top-1 per doubling of images per "
-            f"class (least-squares fit of the mean top-1 ({fit['mode']}) = "
+    score = "class-mean top-1" if fit.get("score") == "class_mean_top1" else "top-1"
+    return (f"{fit['points_per_doubling']:+.1f} points of {score} per doubling of images per "
+            f"class (least-squares fit of the mean {score} ({fit['mode']}) = "
             f"{fit['intercept']:.3f} + {fit['slope']:.4f} x log2(N), N = "
             f"{min(fit['per_class'])}..{max(fit['per_class'])})")
 
@@ -274,11 +277,14 @@ def learning_curve(src: str, out: str | Path, *, per_class: Sequence[int] | str,
     result.rows = summary_rows(result.runs, modes)
     if len(sizes) > 1:
         m = modes[0]
-        slope, intercept = fit_log_linear([r["per_class"] for r in result.rows],
-                                          [r[f"top1_{m}"] for r in result.rows])
-        result.fit = {"mode": m, "slope": slope, "intercept": intercept,
-                      "points_per_doubling": 100 * slope,
-                      "per_class": [r["per_class"] for r in result.rows]}
+        fits = {}
+        for score in ("top1", "class_mean_top1"):
+            slope, intercept = fit_log_linear([r["per_class"] for r in result.rows],
+                                              [r[f"{score}_{m}"] for r in result.rows])
+            fits[score] = {"mode": m, "score": score, "slope": slope, "intercept": intercept,
+                           "points_per_doubling": 100 * slope,
+                           "per_class": [r["per_class"] for r in result.rows]}
+        result.fit, result.fit_class_mean = fits["top1"], fits["class_mean_top1"]
     stop = f", patience {patience}" if patience else ""
     write_curve(result, out, title=f"{base.model}, {base.img_size} px, up to {base.epochs} "
                                    f"epoch(s){stop}, {repeats} seed(s) per size")
@@ -428,6 +434,7 @@ def write_curve(result: CurveResult, out: Path, title: str = "") -> None:
     write_csv(out / "learning_curve_runs.csv", result.runs, run_columns)
     doc = {"modes": list(result.modes), "chance": result.chance,
            "class_chance": result.class_chance, "fit": result.fit,
+           "fit_class_mean": result.fit_class_mean,
            "settings": result.settings, "rows": result.rows, "runs": result.runs}
     write_atomic(out / "learning_curve.json", (json.dumps(doc, indent=2) + "\n").encode())
     plot_curve(result, out / "learning_curve.png", title)
@@ -454,21 +461,28 @@ def plot_curve(result: CurveResult, path: str | Path, title: str = "") -> None:
             err = [r[f"{key}_std"] for r in result.rows]
             ax.errorbar(xs, ys, yerr=err, fmt=style, color=color, marker=marker,
                         markersize=4, capsize=3, label=label + " ± std")
-            if i == 0 and marker == "o":
+            if i == 0:
                 runs = [(r["per_class"], r[key]) for r in result.runs]
                 ax.scatter([x for x, _ in runs], [y for _, y in runs], s=9, color=color,
-                           alpha=0.35, zorder=3, label=f"each run ({len(result.runs)})")
+                           marker=marker, alpha=0.3, zorder=3,
+                           label=f"each run ({len(result.runs)})" if marker == "o" else None)
                 for x, y in zip(xs, ys, strict=True):
                     ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points",
-                                xytext=(6, 6), fontsize=7, color=color)
+                                xytext=(6, 6 if marker == "o" else -12), fontsize=7,
+                                color=color)
+    grid = np.geomspace(min(xs), max(xs), 50)
+    for fit, color, name in ((result.fit, "black", "top-1"),
+                             (result.fit_class_mean, "dimgray", "class-mean")):
+        if fit is None:
+            continue
+        ax.plot(grid, fit["intercept"] + fit["slope"] * np.log2(grid), ":", color=color,
+                label=f"fit, {name}: {fit['points_per_doubling']:+.1f} points per doubling")
     if result.fit is not None:
-        grid = np.geomspace(min(xs), max(xs), 50)
-        fit = result.fit
-        ax.plot(grid, fit["intercept"] + fit["slope"] * np.log2(grid), ":", color="black",
-                label=f"fit: {fit['points_per_doubling']:+.1f} points per doubling")
         title = (title or "learning curve") + (
-            f"\n{fit['points_per_doubling']:+.1f} points of top-1 ({fit['mode']}) per doubling "
-            "of images per class")
+            f"\n{result.fit['points_per_doubling']:+.1f} points of top-1 "
+            f"({result.fit['mode']}) per doubling of images per class")
+        if result.fit_class_mean is not None:
+            title += f" ({result.fit_class_mean['points_per_doubling']:+.1f} class-mean)"
     ax.axhline(result.chance, color="gray", linestyle=":",
                label=f"top-1 of the largest class ({result.chance:.3f})")
     ax.axhline(result.class_chance, color="gray", linestyle="-.",

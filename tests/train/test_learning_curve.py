@@ -94,6 +94,10 @@ def test_learning_curve_with_repeats_and_inner_validation(tmp_path):
     assert doc["fit"]["slope"] == pytest.approx(slope, abs=1e-9)
     assert doc["fit"]["intercept"] == pytest.approx(intercept, abs=1e-9)
     assert f"{100 * slope:+.1f} points of top-1 per doubling" in result.output
+    slope, _ = np.polyfit(np.log2([2, 5]),
+                          [r["class_mean_top1_center"] for r in doc["rows"]], 1)
+    assert doc["fit_class_mean"]["slope"] == pytest.approx(slope, abs=1e-9)
+    assert f"{100 * slope:+.1f} points of class-mean top-1 per doubling" in result.output
     assert Image.open(out / "learning_curve.png").size[0] > 500
 
 
