@@ -175,3 +175,15 @@ def test_predict_command(checkpoint, tmp_path):
     bad = CliRunner().invoke(cli, ["predict", str(checkpoint), str(tmp_path / "photos"),
                                    "-o", str(out), "--tta", "center,ten"])
     assert bad.exit_code != 0 and "--tta" in bad.output
+
+
+def test_shards_as_src_give_the_folders_predictions(checkpoint, tmp_path):
+    written = photo_folder(tmp_path / "photos")
+    folder = predict(checkpoint, tmp_path / "photos", tmp_path / "a", device="cpu")
+    shards = predict(checkpoint, shards_of(tmp_path / "shards", written), tmp_path / "b",
+                     split="val", device="cpu")
+    assert sorted(shards.keys) == sorted(folder.keys)
+    order = [folder.keys.index(k) for k in shards.keys]
+    np.testing.assert_array_equal(shards.top_idx, folder.top_idx[order])
+    np.testing.assert_allclose(shards.top_prob, folder.top_prob[order], rtol=1e-6)
+    np.testing.assert_array_equal(shards.labels, folder.labels[order])
