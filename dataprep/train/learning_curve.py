@@ -499,7 +499,7 @@ def plot_curve(result: CurveResult, path: str | Path, title: str = "") -> None:
     ax.set_ylabel("top-1 on the fixed test split")
     ax.set_title(title or "learning curve", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     import io
 
     from dataprep.io.durable import write_atomic
