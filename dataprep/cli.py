@@ -407,7 +407,8 @@ def _register_optional() -> None:
     for module, names in (("dataprep.train.cli", ("train", "summary", "evaluate")),
                           ("dataprep.jobs.stats_cli", ("stats", "augment", "preview")),
                           ("dataprep.jobs.verify", ("verify_cmd",)),
-                          ("dataprep.train.eval_cli", ("evaluate", "learning_curve"))):
+                          ("dataprep.train.eval_cli", ("evaluate", "learning_curve")),
+                          ("dataprep.train.eval_cli", ("predict_cmd",))):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -436,6 +437,7 @@ VERB_SUMMARIES = {
     "train": "Fine-tune a CNN on shards (streams, bounded cache).",
     "evaluate": "Test-time crops, confusion matrix, misclassified.",
     "learning-curve": "Accuracy against training images per class.",
+    "predict": "Top-k classes of any images, with a contact sheet.",
     "summary": "Layer output shapes and parameter counts.",
 }
 for _name, _text in VERB_SUMMARIES.items():
