@@ -106,14 +106,15 @@ class Measures:
 
 
 def analysis_image(img: Image.Image) -> Image.Image:
-    """``img`` resized (bilinear, antialiased) so its shorter side is at most
-    ``ANALYSIS_SIDE``."""
+    """``img`` resized (bilinear, antialiased; Pillow's ``reducing_gap`` 3: a box reduction to
+    within 3x of the size first, which halves the time on large photos) so its shorter side is
+    at most ``ANALYSIS_SIDE``."""
     short = min(img.size)
     if short <= ANALYSIS_SIDE:
         return img
     scale = ANALYSIS_SIDE / short
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    return img.resize(size, Image.Resampling.BILINEAR)
+    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
 def laplacian_variance(gray: np.ndarray) -> float:
@@ -128,11 +129,14 @@ def laplacian_variance(gray: np.ndarray) -> float:
 def measure(rgb: Image.Image, gray: Image.Image | None = None) -> Measures:
     """:class:`Measures` of an RGB image already reduced by :func:`analysis_image` (``gray``:
     its luma, if computed already)."""
-    arr = np.asarray(rgb, dtype=np.float64)
+    pixels = np.asarray(rgb)
     luma = np.asarray(gray if gray is not None else rgb.convert("L"), dtype=np.float64)
-    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
+    r, g, b = (pixels[..., c].astype(np.float32) for c in range(3))
     rg, yb = r - g, 0.5 * (r + g) - b
-    colorfulness = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-    chroma = float((arr.max(axis=2) - arr.min(axis=2)).mean())
+    colorfulness = float(np.hypot(rg.std(dtype=np.float64), yb.std(dtype=np.float64))
+                         + 0.3 * np.hypot(rg.mean(dtype=np.float64), yb.mean(dtype=np.float64)))
+    spread = np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2]) \
+        - np.minimum(np.minimum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
+    chroma = float(spread.mean(dtype=np.float64))
     return Measures(float(luma.mean()), float(luma.std()), colorfulness, chroma,
                     laplacian_variance(luma))
