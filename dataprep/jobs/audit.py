@@ -390,8 +390,8 @@ def audit(srcs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         errors = [{"key": i.key, "path": i.path, "split": i.split, "reason": i.error or ""}
                   for i in images if i.error is not None]
         errors += [dict(e, split="") for e in scan_errors]
-        files = write_outputs(folder.path, images, findings, errors, sheets=sheets,
-                              max_pixels=max_pixels)
+        files = write_outputs(folder.path, findings, errors, max_pixels=max_pixels,
+                              records=(lambda: gather(srcs, root)[0]) if sheets else None)
     seconds = time.perf_counter() - start
     return AuditResult(str(folder.path), findings, [FEATURES_NAME, *files], seconds,
                        len(images) - reused, reused, resolve_jobs(jobs), errors)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from dataprep.io.manifest import write_json_atomic
 CELL = 96  # thumbnail side of the sheets, pixels
 MAX_ROWS = 24  # rows a sheet shows at most (the report lists everything)
 MAX_COLUMNS = 8  # images a row shows at most
+MIN_COLUMNS = 5  # a sheet is at least this many cells wide
 LIST_MAX = 20  # entries per finding the report lists (audit.json holds all)
 SHEETS = ("clusters.png", "leakage.png", "odd.png", "drift.png")
 
@@ -200,36 +201,43 @@ def _drift_md(d: dict[str, Any]) -> list[str]:
 # --- sheets ------------------------------------------------------------------------------------
 
 
-def _thumb(image: Any, max_pixels: int) -> Any:
-    """A small RGB thumbnail of an audited image (a gray cell when it cannot be read)."""
+def thumbnails(records: Iterable[Any], wanted: set[int], max_pixels: int) -> dict[int, Any]:
+    """Small RGB thumbnails of the ``wanted`` positions of the audited records (read again:
+    files or the bytes shard samples carry); a gray cell for one that cannot be read now."""
     from PIL import Image
 
     from dataprep.errors import ImageError
-    from dataprep.io.decode import open_image
+    from dataprep.io.decode import open_image, record_bytes
 
-    try:
-        img = open_image(image["data"] if image.get("data") else image["path"],
-                         max_pixels=max_pixels, draft_short_side=CELL)
-    except ImageError:
-        return Image.new("RGB", (CELL, CELL), (200, 200, 200))
-    img.thumbnail((CELL, CELL))
-    return img
+    out: dict[int, Any] = {}
+    for i, record in enumerate(records):
+        if i not in wanted:
+            continue
+        try:
+            img = open_image(record_bytes(record), max_pixels=max_pixels,
+                             draft_short_side=CELL, name=record.path or record.key)
+            img.thumbnail((CELL, CELL))
+        except ImageError:
+            img = Image.new("RGB", (CELL, CELL), (200, 200, 200))
+        out[i] = img
+        if len(out) == len(wanted):
+            break
+    return out
 
 
 def _sheet(rows: list[tuple[str, list[dict[str, Any]]]], caption: list[str],
-           max_pixels: int, cache: dict[int, Any]) -> bytes:
+           thumbs: dict[int, Any]) -> bytes:
+    from PIL import Image
+
     from dataprep.jobs.preview import contact_sheet
 
-    drawn = []
-    for label, members in rows[:MAX_ROWS]:
-        thumbs = []
-        for m in members[:MAX_COLUMNS]:
-            if m["index"] not in cache:
-                cache[m["index"]] = _thumb(m, max_pixels)
-            thumbs.append(cache[m["index"]])
-        drawn.append((label, [thumbs]))
+    blank = Image.new("RGB", (CELL, CELL), (200, 200, 200))
+    drawn = [(label, [[thumbs.get(m["index"], blank) for m in members[:MAX_COLUMNS]]])
+             for label, members in rows[:MAX_ROWS]]
     columns = max((min(len(m), MAX_COLUMNS) for _, m in rows[:MAX_ROWS]), default=1)
-    sheet = contact_sheet(drawn, [[str(i + 1) for i in range(columns)]], CELL, caption)
+    # at least MIN_COLUMNS wide, so the row labels (split/class of each image) can be read
+    headers = [str(i + 1) if i < columns else "" for i in range(max(columns, MIN_COLUMNS))]
+    sheet = contact_sheet(drawn, [headers], CELL, caption)
     buf = io.BytesIO()
     sheet.save(buf, "PNG", optimize=True)
     return buf.getvalue()
@@ -279,19 +287,20 @@ def sheet_rows(f: dict[str, Any]) -> dict[str, tuple[list[str], list]]:
     return out
 
 
-def write_outputs(out: Path, images: Sequence[Any], findings: dict[str, Any],
-                  errors: Sequence[dict[str, Any]], *, sheets: bool = True,
+def write_outputs(out: Path, findings: dict[str, Any], errors: Sequence[dict[str, Any]], *,
+                  records: Callable[[], Iterable[Any]] | None = None,
                   max_pixels: int = 178_956_970) -> list[str]:
-    """Write the sheets, ``report.md``, ``audit.json`` and ``errors.jsonl`` (removed when
-    nothing was skipped) into ``out``; returns the names written."""
+    """Write the sheets (when ``records``, a fresh stream of the audited records, is given),
+    ``report.md``, ``audit.json`` and ``errors.jsonl`` (removed when nothing was skipped) into
+    ``out``; returns the names written."""
     written: list[str] = []
-    if sheets:
-        cache: dict[int, Any] = {}
-        for name, (caption, rows) in sheet_rows(findings).items():
-            for _, members in rows:
-                for m in members:
-                    m.setdefault("path", images[m["index"]].path)
-            durable.write_atomic(out / name, _sheet(rows, caption, max_pixels, cache))
+    if records is not None:
+        plan = sheet_rows(findings)
+        wanted = {m["index"] for _, rows in plan.values() for _, members in rows[:MAX_ROWS]
+                  for m in members[:MAX_COLUMNS]}
+        thumbs = thumbnails(records(), wanted, max_pixels) if wanted else {}
+        for name, (caption, rows) in plan.items():
+            durable.write_atomic(out / name, _sheet(rows, caption, thumbs))
             written.append(name)
     for name in SHEETS:
         if name not in written:
