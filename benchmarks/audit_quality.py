@@ -43,6 +43,8 @@ from dataprep.jobs.audit import Audited, compute_features, gather  # noqa: E402
 from dataprep.jobs.audit_findings import NEAR_THRESHOLD, near_duplicates  # noqa: E402
 
 REAL = Path("/work/real/photos")
+MODELS = Path("/work/real/models")
+ELPV = Path("/work/real/datasets/elpv")
 NEAR_KINDS = ("q50", "q95", "half", "crop3", "mirror")
 EXACT_BYTES = ("renamed", "relabelled")
 
@@ -190,6 +192,41 @@ def leak(root: Path, work: Path, truth: dict[str, tuple[str, str]], jobs: int) -
             print("  " + line)
 
 
+def drift(photos: Path, work: Path, weights: Path, elpv: Path, count: int, jobs: int) -> None:
+    """A val split of real photos with ``count`` solar-cell images (ELPV) mixed into its classes:
+    how many of them the drift ranking puts first (MobileNetV2 ImageNet weights)."""
+    from dataprep.jobs.audit import audit
+
+    root = work / "drift"
+    files = sorted(f for f in photos.glob("*/*") if f.suffix.lower() in (".jpg", ".jpeg",
+                                                                          ".png"))
+    classes = sorted({f.parent.name for f in files})
+    for n, f in enumerate(files):
+        split = "val" if n % 4 == 0 else "train"
+        (root / split / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / split / f.parent.name / f.name)
+    cells = sorted(elpv.glob("*/*.png"))[:: max(1, len(list(elpv.glob("*/*.png"))) // count)]
+    foreign = set()
+    for n, f in enumerate(cells[:count]):
+        dest = root / "val" / classes[n % len(classes)] / f"elpv_{f.parent.name}_{f.name}"
+        shutil.copy(f, dest)
+        foreign.add(str(dest.resolve()))
+    start = time.perf_counter()
+    result = audit([root / "train", root / "val"], work / "drift-audit", jobs=jobs,
+                   weights=weights, sheets=True, progress=False)
+    seconds = time.perf_counter() - start
+    d = result.findings["drift"]
+    ranked = [str(Path(m["path"]).resolve()) in foreign for m in d["ranking"]]
+    top = sum(ranked[:len(foreign)])
+    v = d["splits"]["val"]
+    print(f"\ndrift ({weights.name}): val = {v['images'] - len(foreign)} photos + "
+          f"{len(foreign)} ELPV solar cells; {top} of the {len(foreign)} farthest from train "
+          f"are the solar cells; val score {v['score']:.2f}, far share "
+          f"{100 * v['far_share']:.1f} % (5 % for a val drawn like train); "
+          f"{seconds:.1f} s with embeddings")
+    print("  ranking (X = solar cell): " + "".join("X" if r else "." for r in ranked[:60]))
+
+
 def throughput(photos: Path, work: Path) -> None:
     from dataprep.jobs.audit import audit
 
@@ -213,6 +250,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep", type=Path, default=None, help="keep the test set here")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--weights", type=Path, default=MODELS / "mobilenet_v2-b0353104.pth",
+                    help="MobileNetV2 state_dict for the drift part (skipped when missing)")
+    ap.add_argument("--elpv", type=Path, default=ELPV, help="solar-cell images for drift")
+    ap.add_argument("--elpv-count", type=int, default=24)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     try:
@@ -224,6 +265,10 @@ def main() -> None:
         best = quality(root, truth, args.jobs)
         print(f"\nhighest threshold at >= 95 % precision: {best} bits")
         leak(root, work, truth, args.jobs)
+        if args.weights.is_file() and args.elpv.is_dir():
+            drift(args.photos, work, args.weights, args.elpv, args.elpv_count, args.jobs)
+        else:
+            print(f"\ndrift: skipped ({args.weights} or {args.elpv} missing)")
         if not args.skip_speed:
             throughput(args.photos, work)
     finally:
