@@ -51,49 +51,66 @@ def _brute(h: np.ndarray, m: np.ndarray, threshold: int) -> list[tuple[int, int,
     return out
 
 
-def _neighbourhood(value: int, radius: int) -> list[int]:
-    """Every CHUNK_BITS-bit value within ``radius`` bits of ``value``."""
-    out = [value]
+def _masks(radius: int) -> np.ndarray:
+    """Every CHUNK_BITS-bit mask of at most ``radius`` set bits (0 first)."""
+    out = [0]
     for r in range(1, radius + 1):
-        for bits in combinations(range(CHUNK_BITS), r):
-            flip = 0
-            for b in bits:
-                flip |= 1 << b
-            out.append(value ^ flip)
-    return out
+        out += [sum(1 << b for b in bits) for bits in combinations(range(CHUNK_BITS), r)]
+    return np.array(out, dtype=np.uint64)
+
+
+def _distance(h: np.ndarray, m: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return np.minimum(np.minimum(_popcount(h[i] ^ h[j]), _popcount(h[i] ^ m[j])),
+                      _popcount(m[i] ^ h[j]))
 
 
 def _indexed(h: np.ndarray, m: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
-    radius = threshold // CHUNKS
-    mask = (1 << CHUNK_BITS) - 1
-    tables: list[dict[int, list[int]]] = [defaultdict(list) for _ in range(CHUNKS)]
-    for idx, (a, b) in enumerate(zip(h.tolist(), m.tolist(), strict=True)):
-        for c in range(CHUNKS):
-            shift = c * CHUNK_BITS
-            tables[c][(a >> shift) & mask].append(idx)
-            if (b >> shift) & mask != (a >> shift) & mask:
-                tables[c][(b >> shift) & mask].append(idx)
-    found: dict[tuple[int, int], int] = {}
-    for i, a in enumerate(h.tolist()):
-        candidates: set[int] = set()
-        for c in range(CHUNKS):
-            table = tables[c]
-            for probe in _neighbourhood((a >> (c * CHUNK_BITS)) & mask, radius):
-                hit = table.get(probe)
-                if hit:
-                    candidates.update(hit)
-        candidates.discard(i)
-        if not candidates:
-            continue
-        cand = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
-        av = np.uint64(a)
-        d = np.minimum(_popcount(av ^ h[cand]), _popcount(av ^ m[cand]))
-        for j, dist in zip(cand[d <= threshold].tolist(), d[d <= threshold].tolist(),
-                           strict=True):
-            # d(i, j) may differ from d(j, i) (mirrors are compared one way); keep the closer
-            key = (i, j) if i < j else (j, i)
-            found[key] = min(found.get(key, 64), int(dist))
-    return sorted((i, j, d) for (i, j), d in found.items())
+    """Multi-index search, vectorized: per chunk, the hashes and mirrors sorted by the chunk's
+    value (a counting sort: ``start[v]`` is where value ``v`` begins); each flip mask of at most
+    ``threshold // CHUNKS`` bits probes every query at once, and the candidates found are
+    checked at once."""
+    n = len(h)
+    chunk_mask = np.uint64((1 << CHUNK_BITS) - 1)
+    ids = np.concatenate([np.arange(n), np.arange(n)])
+    vals = np.concatenate([h, m])
+    masks = _masks(threshold // CHUNKS)
+    found_i: list[np.ndarray] = []
+    found_j: list[np.ndarray] = []
+    for c in range(CHUNKS):
+        shift = np.uint64(c * CHUNK_BITS)
+        keys = (vals >> shift) & chunk_mask
+        order = np.argsort(keys, kind="stable")
+        sorted_ids = ids[order]
+        start = np.zeros((1 << CHUNK_BITS) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys.astype(np.int64), minlength=1 << CHUNK_BITS),
+                  out=start[1:])
+        query = (h >> shift) & chunk_mask
+        for mask in masks:
+            probe = (query ^ mask).astype(np.int64)
+            lo = start[probe]
+            count = start[probe + 1] - lo
+            hit = count > 0
+            if not hit.any():
+                continue
+            qi = np.repeat(np.nonzero(hit)[0], count[hit])
+            # positions lo..hi-1 of every hit query, laid end to end
+            starts = np.repeat(lo[hit], count[hit])
+            offsets = np.arange(len(qi)) - np.repeat(np.cumsum(count[hit]) - count[hit],
+                                                      count[hit])
+            qj = sorted_ids[starts + offsets]
+            keep = qi != qj
+            qi, qj = qi[keep], qj[keep]
+            close = _distance(h, m, qi, qj) <= threshold
+            a, b = np.minimum(qi, qj)[close], np.maximum(qi, qj)[close]
+            found_i.append(a)
+            found_j.append(b)
+    if not found_i:
+        return []
+    codes = np.unique(np.concatenate(found_i).astype(np.int64) * n
+                      + np.concatenate(found_j).astype(np.int64))
+    i, j = codes // n, codes % n
+    d = _distance(h, m, i, j)
+    return [(int(a), int(b), int(x)) for a, b, x in zip(i, j, d, strict=True)]
 
 
 def near_pairs(hashes: Sequence[int], mirrors: Sequence[int], threshold: int,
