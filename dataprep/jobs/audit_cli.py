@@ -9,6 +9,7 @@ import click
 
 from dataprep.cli import cluster_options, reports_errors
 from dataprep.io.decode import DEFAULT_MAX_PIXELS
+from dataprep.recipe import recipe_callback
 
 FAIL_ON = ("leakage", "exact-leakage", "conflicts")
 
@@ -66,6 +67,9 @@ def _odd(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> 
               help="skip: unreadable images are counted and listed in errors.jsonl; raise: stop.")
 @click.option("--jobs", "-j", type=int, default=None,
               help="Worker processes [default: all cores]. The findings do not depend on it.")
+@click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=recipe_callback,
+              help="TOML file of defaults for these flags (flags given here win).")
 @cluster_options
 @reports_errors
 def audit(srcs, out, threshold, odd, weights, model, embed_size, reference, fail_on, no_sheets,
