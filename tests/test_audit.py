@@ -327,3 +327,9 @@ def test_drift_ranks_a_foreign_domain_first(tmp_path):
     with Image.open(out / "drift.png") as sheet:
         assert sheet.format == "PNG"
     assert "drift val: score" in text
+    # a rerun reuses the embeddings (same weights, same files): the same ranking
+    code, text = run("audit", str(train), str(val), "-o", str(out), "-j", "1", "--weights",
+                     str(weights), "--model", "tiny_cnn", "--embed-size", "64", "--no-sheets")
+    n = len(ALL) + len(ALL[::2])  # train + val
+    assert code == 0 and f"embedding 0 images with tiny_cnn ({weights}); {n} reused" in text
+    assert findings(out)["drift"]["ranking"] == d["ranking"]

@@ -382,11 +382,12 @@ def audit(srcs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         findings = af.find(images, threshold=af.NEAR_THRESHOLD if threshold is None
                            else threshold, thresholds=thresholds)
         if weights is not None:
-            from dataprep.jobs.audit_drift import drift
+            from dataprep.jobs.audit_drift import EMBEDDINGS_NAME, drift
 
             findings["drift"] = drift(images, lambda: gather(srcs, root)[0], weights,
                                       model=model, size=embed_size, reference=reference,
-                                      jobs=jobs, max_pixels=max_pixels, log=log)
+                                      jobs=jobs, max_pixels=max_pixels, log=log, ids=ids,
+                                      cache=folder.path / EMBEDDINGS_NAME)
         errors = [{"key": i.key, "path": i.path, "split": i.split, "reason": i.error or ""}
                   for i in images if i.error is not None]
         errors += [dict(e, split="") for e in scan_errors]

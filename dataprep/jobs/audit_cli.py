@@ -87,6 +87,7 @@ def audit(srcs, out, threshold, odd, weights, model, embed_size, reference, fail
       audit.json      the same, for scripts
       features.jsonl  per image: sha256, pixel digest, hashes, size, measures; a rerun
                       computes only new or changed images
+      embeddings.npz  with --weights: the embeddings, reused the same way
       clusters.png, leakage.png, odd.png, drift.png   contact sheets
     \b
     Example:

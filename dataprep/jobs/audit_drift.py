@@ -133,12 +133,53 @@ def nearest_distance(queries: np.ndarray, refs: np.ndarray, exclude_self: bool =
     return np.clip(out, 0.0, 2.0)
 
 
+EMBEDDINGS_NAME = "embeddings.npz"
+
+
+def _cache_key(weights: str | Path, model: str, size: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"{model}\t{size}\t".encode())
+    with open(weights, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_cache(path: Path | None, key: str) -> dict[str, np.ndarray]:
+    """identity -> embedding of an ``embeddings.npz`` made with the same weights, model and
+    size ({} otherwise, or when it cannot be read)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                return {}
+            return dict(zip(data["ids"].tolist(), data["embeddings"], strict=True))
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def save_cache(path: Path, key: str, ids: list[str], e: np.ndarray) -> None:
+    import io
+
+    from dataprep.io import durable
+
+    buf = io.BytesIO()
+    np.savez(buf, key=np.array(key), ids=np.array(ids, dtype=str),
+             embeddings=e.astype(np.float32))
+    durable.write_atomic(path, buf.getvalue())
+
+
 def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weights: str | Path,
           *, model: str = "mobilenet_v2", size: int = 224, reference: str = "train",
           jobs: int | None = None, max_pixels: int = 178_956_970,
-          log: Callable[[str], None] | None = None) -> dict[str, Any]:
+          log: Callable[[str], None] | None = None, ids: Sequence[str] | None = None,
+          cache: Path | None = None) -> dict[str, Any]:
     """The drift of every split from ``reference`` (see the module docstring).
-    ``records()``: a fresh stream of the audited records, in the order of ``images``."""
+    ``records()``: a fresh stream of the audited records, in the order of ``images``.
+    ``ids`` (their identities) and ``cache`` (an ``embeddings.npz``): embeddings of unchanged
+    images made with the same weights are reused, and the file is rewritten."""
     from dataprep.runner import resolve_jobs
 
     names = sorted({i.split for i in images})
@@ -148,11 +189,23 @@ def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weight
         return {**base, "splits": {}, "note": (
             f"drift needs a {reference!r} split of two or more images and another split "
             f"(splits here: {', '.join(names)}); pass --reference NAME")}
+    key = _cache_key(weights, model, size)
+    known = load_cache(cache, key) if ids is not None else {}
+    usable = [i.features is not None for i in images]
+    todo = [u and (ids is None or ids[p] not in known) for p, u in enumerate(usable)]
     if log:
-        log(f"drift: embedding {len(images):,} images with {model} ({weights})")
-    net = load_embedder(model, weights)
-    e, kept = embed(net, records(), [i.features is not None for i in images], size,
-                    max_pixels, resolve_jobs(jobs))
+        log(f"drift: embedding {sum(todo):,} images with {model} ({weights}); "
+            f"{sum(usable) - sum(todo):,} reused from {EMBEDDINGS_NAME}")
+    new, new_kept = (embed(load_embedder(model, weights), records(), todo, size, max_pixels,
+                           resolve_jobs(jobs)) if any(todo) else (None, []))
+    fresh = dict(zip(new_kept, new if new is not None else [], strict=True))
+    kept = [p for p, u in enumerate(usable)
+            if u and (p in fresh or (ids is not None and ids[p] in known))]
+    if not kept:
+        return {**base, "splits": {}, "note": "no image could be embedded"}
+    e = np.stack([fresh[p] if p in fresh else known[ids[p]] for p in kept])  # type: ignore[index]
+    if cache is not None and ids is not None:
+        save_cache(cache, key, [ids[p] for p in kept], e)
     split_of = [images[p].split for p in kept]
     ref = np.array([s == reference for s in split_of])
     if ref.sum() < 2:
