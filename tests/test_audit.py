@@ -333,3 +333,22 @@ def test_drift_ranks_a_foreign_domain_first(tmp_path):
     n = len(ALL) + len(ALL[::2])  # train + val
     assert code == 0 and f"embedding 0 images with tiny_cnn ({weights}); {n} reused" in text
     assert findings(out)["drift"]["ranking"] == d["ranking"]
+
+
+def test_split_records_keeps_a_cluster_across_classes_in_one_split():
+    from dataprep.jobs.split import split_records
+    from dataprep.records import Record
+
+    records = [Record(f"{c}_{i}", f"/x/{c}/{i}.jpg", label, c)
+               for label, c in enumerate(("cat", "dog")) for i in range(10)]
+    groups = {"cat_3": "dup-a", "dog_7": "dup-a", "cat_1": "dup-b", "cat_2": "dup-b"}
+    for seed in range(20):
+        out = split_records(records, 0.7, seed=seed, groups_of=groups)
+        where = {r.key: name for name, recs in out.items() for r in recs}
+        assert where["cat_3"] == where["dog_7"] and where["cat_1"] == where["cat_2"]
+        assert sorted(where) == sorted(r.key for r in records)
+        for c in ("cat", "dog"):  # 7 / 3 asked; a pair may move it by one at most
+            n_train = sum(1 for r in out["train"] if r.class_name == c)
+            assert abs(n_train - 7) <= 1
+        grouped = {r.key: r.group for recs in out.values() for r in recs if r.group}
+        assert grouped == groups
