@@ -47,6 +47,9 @@ def __getattr__(name: str):
     if name == "verify":
         from dataprep.jobs.verify import verify
         return verify
+    if name == "audit":
+        from dataprep.jobs.audit import audit
+        return audit
     if name == "load_recipe":
         from dataprep.recipe import load_recipe
         return load_recipe

@@ -59,8 +59,16 @@ def cluster_options(f: Callable) -> Callable:
 
 def common_options(f: Callable) -> Callable:
     """--recipe, --jobs, --seed, --on-error, --overwrite, --dry-run, --max-disk, --backend,
-    --scheduler: accepted by every writing verb."""
+    --scheduler, --fingerprint, --lmdb-layout: accepted by every writing verb."""
     f = cluster_options(f)
+    f = click.option("--lmdb-layout", type=click.Choice(["dataprep", "caffe"]),
+                     default="dataprep", show_default=True, expose_value=False,
+                     callback=_remember,
+                     help="Layout of --format lmdb output. dataprep: keys %08d.image / .cls / "
+                          ".json. caffe: what Caffe's convert_imageset --encoded writes (keys "
+                          "%08d_<key>, values caffe.Datum with the encoded image), read by "
+                          "Caffe's and DALI's LMDB readers, e.g. --format lmdb --lmdb-layout "
+                          "caffe.")(f)
     f = click.option("--fingerprint", type=click.Choice(["stat", "content"]), default="stat",
                      show_default=True, expose_value=False, callback=_remember,
                      help="How a rerun tells whether the inputs changed: stat (each file's "
@@ -151,13 +159,15 @@ def reports_errors(f: Callable) -> Callable:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from dataprep.cluster import cluster
+        from dataprep.io.writers import lmdb_layout
         from dataprep.jobs.common import fingerprint_mode
 
         meta = click.get_current_context().meta
         try:
             with cluster(meta.get("dataprep.backend", "loky"), meta.get("dataprep.scheduler"),
                          jobs=kwargs.get("jobs")), \
-                    fingerprint_mode(meta.get("dataprep.fingerprint", "stat")):
+                    fingerprint_mode(meta.get("dataprep.fingerprint", "stat")), \
+                    lmdb_layout(meta.get("dataprep.lmdb_layout", "dataprep")):
                 return f(*args, **kwargs)
         except (DataprepError, OSError) as exc:
             if (message := cli_message(exc)) is None:
@@ -213,7 +223,16 @@ def cli() -> None:
               help="Draw at most N images per class (seeded) before splitting.")
 @click.option("--group-by", default=None, metavar="REGEX",
               help="Records whose paths match the same group (first capture group) stay in one "
-                   "split, e.g. '(\\w+)_\\d+\\.jpg$' keeps near-duplicates together.")
+                   "split, e.g. '(\\w+)_\\d+\\.jpg$' keeps near-duplicates together. "
+                   "duplicates / near-duplicates: the clusters `dataprep audit` finds "
+                   "(identical pixels / near-duplicate hashes) stay in one split.")
+@click.option("--audit", "audit_dir", type=click.Path(file_okay=False, exists=True),
+              default=None,
+              help="With --group-by duplicates|near-duplicates: reuse this `dataprep audit` "
+                   "folder's features and threshold [default: hash the images now].")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Workers hashing images for --group-by duplicates|near-duplicates "
+                   "[default: all cores].")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Folder that relative paths of a list file resolve against.")
 @click.option("--balance", type=click.Choice(["oversample", "undersample"]), default=None,
@@ -225,8 +244,8 @@ def cli() -> None:
 @click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=recipe_callback, help="TOML file of defaults for these flags.")
 @reports_errors
-def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, balance, root, seed,
-              overwrite):
+def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, audit_dir, jobs, balance,
+              root, seed, overwrite):
     """Stratified, seeded train/val(/test) split of SRC into .jsonl manifests.
 
     Per class, the first round(ratio * n) images of a seeded hash ranking go to train; every
@@ -237,7 +256,7 @@ def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, balance, r
 
     result = split(src, out, ratio=ratio, test_ratio=test_ratio, seed=seed,
                    per_class_limit=per_class_limit, group_by=group_by, root=root,
-                   overwrite=overwrite, balance=balance)
+                   overwrite=overwrite, balance=balance, jobs=jobs, audit=audit_dir)
     for line in result.lines():
         click.echo(line)
 
@@ -397,7 +416,9 @@ def _register_optional() -> None:
     for module, names in (("dataprep.train.cli", ("train", "summary", "evaluate")),
                           ("dataprep.jobs.stats_cli", ("stats", "augment", "preview")),
                           ("dataprep.jobs.verify", ("verify_cmd",)),
+                          ("dataprep.jobs.audit_cli", ("audit",)),
                           ("dataprep.train.eval_cli", ("evaluate", "learning_curve")),
+                          ("dataprep.train.eval_cli", ("predict_cmd",)),
                           ("dataprep.train.sweep", ("sweep_cmd",)),
                           ("dataprep.train.compare", ("compare_cmd",))):
         try:
@@ -425,9 +446,11 @@ VERB_SUMMARIES = {
     "stats": "Per-channel mean/std and RGB eigen decomposition.",
     "augment": "Write K seeded augmented copies of every image.",
     "preview": "Contact sheet of originals, views, augmentations.",
+    "audit": "Duplicates, leakage, label conflicts, odd images, drift.",
     "train": "Fine-tune a CNN on shards (streams, bounded cache).",
     "evaluate": "Test-time crops, confusion matrix, misclassified.",
     "learning-curve": "Accuracy against training images per class.",
+    "predict": "Top-k classes of any images, with a contact sheet.",
     "summary": "Layer output shapes and parameter counts.",
     "sweep": "Train a grid of runs from one TOML, then compare.",
     "compare": "Runs side by side: table, ties, overlaid curves.",

@@ -5,6 +5,12 @@ stable hash of their id, so the result depends only on the set of records and th
 on input order. The first ``round(ratio * n)`` go to train, the next ``round(test_ratio * n)``
 to test (taken from the end of the ranking), the rest to val; every class with at least two
 images keeps at least one in train and one in val (and one in test when asked and possible).
+
+``--group-by duplicates`` / ``near-duplicates`` groups by the clusters ``dataprep audit``
+finds (identical pixels / near-duplicate hashes, :mod:`dataprep.jobs.audit_findings`): each
+cluster goes whole to one split, also when its images carry different classes (the first
+class, in label order, decides), so no copy of an image leaks across splits. Each class's
+counts are then exact as far as its clusters allow; the output says how far.
 """
 
 from __future__ import annotations
@@ -88,16 +94,66 @@ def manifest_line(r: Record) -> str:
             f'"label": {int(r.label)}, "path": {_quote(r.path)}, "split": {_quote(r.split)}}}\n')
 
 
+AUDIT_GROUPS = ("duplicates", "near-duplicates")
+
+
+def duplicate_groups(records: list[Record], kind: str, *, jobs: int | None = None,
+                     audit: str | Path | None = None) -> tuple[dict[str, str], int, int]:
+    """key -> cluster id for the records in a cluster of ``kind`` (``duplicates``: identical
+    pixels; ``near-duplicates``: audit's near-duplicate clusters), computed with audit's
+    hashing on ``jobs`` workers; with ``audit`` (a folder ``dataprep audit`` wrote) its
+    ``features.jsonl`` is reused for the files it holds unchanged, and its threshold. Returns
+    the groups, the number of clusters and the images in them."""
+    from dataprep.io.manifest import read_json
+    from dataprep.jobs.audit import FEATURES_NAME, compute_features, read_features
+    from dataprep.jobs.audit_findings import NEAR_THRESHOLD, near_duplicates
+
+    if kind not in AUDIT_GROUPS:
+        raise UsageError(f"--group-by {kind!r}: expected {' or '.join(AUDIT_GROUPS)}")
+    cache: dict[str, Any] = {}
+    threshold = NEAR_THRESHOLD
+    if audit is not None:
+        folder = Path(audit)
+        if not (folder / FEATURES_NAME).is_file():
+            raise UsageError(f"--audit {audit}: no {FEATURES_NAME} there; give the -o folder of "
+                             "`dataprep audit`, or leave --audit out to hash the images now")
+        cache = read_features(folder / FEATURES_NAME)
+        found = read_json(folder / "audit.json", {}) or {}
+        threshold = int(found.get("thresholds", {}).get("near_hamming", threshold))
+    images, _, _ = compute_features(records, jobs=jobs, total=len(records), cache=cache)
+    if kind == "duplicates":
+        by: dict[str, list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            if img.features is not None:
+                by[img.features["pixels"]].append(i)
+        clusters = [g for g in by.values() if len(g) > 1]
+    else:
+        clusters = near_duplicates(images, threshold)[1]
+    out: dict[str, str] = {}
+    for g in clusters:
+        name = "dup-" + min(records[i].key for i in g)
+        out.update({records[i].key: name for i in g})
+    return out, len(clusters), sum(len(g) for g in clusters)
+
+
 @gc_paused()
 def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float = 0.0,
                   seed: int = 0, per_class_limit: int | None = None,
-                  group_by: str | None = None) -> dict[str, list[Record]]:
-    """Assign every record to train / val (/ test). Pure: no I/O. See the module docstring."""
+                  group_by: str | None = None,
+                  groups_of: dict[str, str] | None = None) -> dict[str, list[Record]]:
+    """Assign every record to train / val (/ test). Pure: no I/O. See the module docstring.
+
+    ``groups_of``: key -> group, instead of a ``group_by`` pattern (the clusters of
+    :func:`duplicate_groups`); a group found in several classes goes to one split, the one
+    the first of those classes (in label order) gave it; records get their group."""
     if not 0 < ratio < 1:
         raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
     if test_ratio < 0 or ratio + test_ratio >= 1:
         raise UsageError(f"--ratio {ratio} + --test-ratio {test_ratio} must stay below 1 so "
                          "that val keeps some images")
+    fixed: dict[str, str] | None = None  # groups_of: group -> the split it went to
+    if groups_of is not None:
+        fixed, group_by = {}, None
     try:
         pattern = re.compile(group_by) if group_by else None
     except re.error as exc:
@@ -114,7 +170,7 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
             members = sorted(members, key=lambda r: (stable_rank(seed + 1_000_003, r.key), r.key))
             members = sorted(members[:per_class_limit], key=lambda r: r.key)
         n_train, n_val, n_test = _counts(len(members), ratio, test_ratio)
-        if pattern is None:  # every record is its own group (keys are unique)
+        if pattern is None and fixed is None:  # every record is its own group (unique keys)
             # members are sorted by key and sorted() is stable: equal ranks keep key order
             ranked_records = sorted(members, key=lambda r: stable_rank(seed, r.key))
             bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val),
@@ -126,12 +182,19 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
             continue
         groups: dict[str, list[Record]] = defaultdict(list)
         for r in members:
-            groups[group_of(r, pattern)].append(r)
+            groups[groups_of.get(r.key, r.key) if groups_of is not None
+                   else group_of(r, pattern)].append(r)
         ranked = sorted(groups, key=lambda g: (stable_rank(seed, g), g))
         # whole groups, greedily until each split reaches its record count
-        cut = {"train": [], "val": [], "test": []}
+        cut: dict[str, list[str]] = {"train": [], "val": [], "test": []}
         targets = {"train": n_train, "val": n_val, "test": n_test}
         filled = dict.fromkeys(targets, 0)
+        if fixed:  # a cluster placed by an earlier class stays in its split
+            for g in ranked:
+                if g in fixed:
+                    cut[fixed[g]].append(g)
+                    filled[fixed[g]] += len(groups[g])
+            ranked = [g for g in ranked if g not in fixed]
         for i, g in enumerate(ranked):
             name = next((s for s in ("train", "val", "test") if filled[s] < targets[s]),
                         "train")
@@ -143,9 +206,15 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
             cut[name].append(g)
             filled[name] += len(groups[g])
         for name, gs in cut.items():
+            if fixed is not None:
+                fixed.update(dict.fromkeys(gs, name))
             if gs and name in out:
-                out[name].extend(Record(r.key, r.path, r.label, r.class_name, name, r.group)
+                out[name].extend(Record(r.key, r.path, r.label, r.class_name, name,
+                                        r.group if groups_of is None else groups_of.get(r.key))
                                  for g in gs for r in groups[g])
+    if fixed is not None:
+        for name in out:
+            out[name].sort(key=lambda r: (r.label, r.key))
     if pattern is not None:
         for name in out:
             out[name].sort(key=lambda r: (r.label, r.key))
@@ -168,8 +237,13 @@ def _check_groups(out: dict[str, list[Record]], pattern: re.Pattern) -> None:
 def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: float = 0.0,
           seed: int = 0, per_class_limit: int | None = None, group_by: str | None = None,
           root: str | Path | None = None, overwrite: bool = False,
-          balance: str | None = None) -> SplitResult:
+          balance: str | None = None, jobs: int | None = None,
+          audit: str | Path | None = None) -> SplitResult:
     """Split ``src`` and write ``train.jsonl``, ``val.jsonl`` (``test.jsonl``), ``classes.json``.
+
+    ``group_by``: a regular expression, or ``duplicates`` / ``near-duplicates`` (audit's
+    clusters, hashed on ``jobs`` workers or read from the ``audit`` folder; see the module
+    docstring).
 
     ``balance`` (``"oversample"`` or ``"undersample"``) then balances the classes of the train
     split only (:mod:`dataprep.jobs.balance`; seeded by ``seed``); val and test stay as split.
@@ -180,8 +254,19 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
                          "and manifests")
     if per_class_limit is not None and per_class_limit < 1:
         raise UsageError(f"--per-class-limit must be at least 1, got {per_class_limit}")
-    splits = split_records(source.records, ratio, test_ratio, seed, per_class_limit, group_by)
     notes: list[str] = []
+    if audit is not None and group_by not in AUDIT_GROUPS:
+        raise UsageError("--audit DIR is read by --group-by duplicates or near-duplicates only")
+    if group_by in AUDIT_GROUPS:
+        groups_of, n_clusters, n_images = duplicate_groups(list(source.records), group_by,
+                                                           jobs=jobs, audit=audit)
+        splits = split_records(source.records, ratio, test_ratio, seed, per_class_limit,
+                               groups_of=groups_of)
+        notes = _cluster_notes(source.records, splits, group_by, n_clusters, n_images, ratio,
+                               test_ratio, per_class_limit)
+    else:
+        splits = split_records(source.records, ratio, test_ratio, seed, per_class_limit,
+                               group_by)
     if balance:
         from dataprep.jobs.balance import balance as balance_records
         from dataprep.jobs.balance import balance_lines
@@ -189,13 +274,39 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
         before = splits["train"]
         splits["train"] = balance_records(before, balance, seed)
         splits["train"].sort(key=lambda r: (r.label, r.key))
-        notes = balance_lines(before, splits["train"], balance)
+        notes += balance_lines(before, splits["train"], balance)
     out_dir = Path(out)
     OutputFolder(out_dir).check_target()
     with OutputFolder(out_dir).locked():  # one split at a time writes into a folder
         return _write_split(out_dir, splits, source, src, overwrite, notes, ratio=ratio,
                             test_ratio=test_ratio, seed=seed, per_class_limit=per_class_limit,
                             group_by=group_by, balance=balance)
+
+
+def _cluster_notes(records: list[Record], splits: dict[str, list[Record]], kind: str,
+                   n_clusters: int, n_images: int, ratio: float, test_ratio: float,
+                   per_class_limit: int | None) -> list[str]:
+    """How far each class's counts are from what was asked, once clusters stay whole."""
+    names = list(splits)
+    got = {n: Counter(r.class_name for r in recs) for n, recs in splits.items()}
+    sizes = Counter(r.class_name for r in records)
+    lines = [f"--group-by {kind}: {n_clusters:,} clusters ({n_images:,} images) kept whole, "
+             "each in one split"]
+    off = []
+    for name in sorted(sizes, key=lambda c: min(r.label for r in records if r.class_name == c)):
+        n = sizes[name] if per_class_limit is None else min(sizes[name], per_class_limit)
+        want = dict(zip(("train", "val", "test"), _counts(n, ratio, test_ratio), strict=True))
+        have = {s: got[s][name] for s in names}
+        if any(want[s] != have[s] for s in names):
+            off.append(f"  {name}: requested " + ", ".join(f"{s} {want[s]}" for s in names)
+                       + "; got " + ", ".join(f"{s} {have[s]}" for s in names))
+    if off:
+        lines.append(f"{len(off):,} classes differ from the requested counts (clusters are "
+                     "not cut):")
+        lines += off
+    else:
+        lines.append("every class got exactly the requested counts")
+    return lines
 
 
 def _write_split(out_dir: Path, splits: dict[str, list[Record]], source: Any, src: str | Path,

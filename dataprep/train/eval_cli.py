@@ -111,25 +111,41 @@ def _ints(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.command("learning-curve")
 @click.argument("src", type=click.Path(exists=True))
 @click.option("--per-class", required=True, callback=_ints,
-              help="Training images per class, comma-separated, e.g. 10,20,50,100.")
+              help="Images per class drawn for each point, comma-separated, e.g. "
+                   "10,20,40,80 (an --inner-val share of them validates).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
-              help="Folder for learning_curve.csv/png and one n{N}/ folder per size.")
-@click.option("--val", default=None, type=click.Path(exists=True),
-              help="Fixed validation set (images, manifest or shards) [default: split SRC "
-                   "once with --ratio].")
+              help="Folder for learning_curve.csv/png/json, learning_curve_runs.csv and one "
+                   "n{N}/seed{S}/ folder per run.")
+@click.option("--test", "--val", "test", default=None, type=click.Path(exists=True),
+              help="Fixed held-out test set (images, manifest or shards) [default: split SRC "
+                   "once with --ratio]. --val is its older name.")
 @click.option("--ratio", type=float, default=0.8, show_default=True,
-              help="Share of each class that may be used for training when --val is not given.")
+              help="Share of each class that may be drawn for training when --test is not "
+                   "given; the rest is the test split.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs per size, seeds --seed, --seed + 1, ...: each draws its own subset "
+                   "and initialisation; the curve shows their mean and standard deviation.")
+@click.option("--inner-val", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+              show_default=True,
+              help="Share of each size's images per class cut off (stratified) to validate "
+                   "inside the run: best.pt and --patience use it. 0: no validation, last.pt "
+                   "is scored.")
+@click.option("--patience", type=click.IntRange(min=1), default=None,
+              help="Stop a run after this many epochs without a better inner val top-1 "
+                   "[default: run --epochs].")
 @click.option("--short-side", type=click.IntRange(min=1), default=None,
               help="Stored (and training) short side [default: img-size / 0.875].")
 @click.option("--tta", default="center", show_default=True, callback=_modes,
-              help="Test-time modes evaluated per size (as for `dataprep evaluate`).")
+              help="Test-time modes scored per run (as for `dataprep evaluate`); the first "
+                   "one is fitted.")
 @click.option("--min-steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="At least this many optimizer steps per size (small sizes otherwise get few).")
+              help="At least this many optimizer steps per run (small sizes otherwise get few).")
 @click.option("--model", default="resnet18", show_default=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local state_dict to start from (fine-tuning); its classifier is replaced.")
 @click.option("--img-size", type=click.IntRange(min=1), default=224, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Most epochs per run (fewer with --patience).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw", "adagrad", "rmsprop")),
               default="sgd", show_default=True)
@@ -143,28 +159,34 @@ def _ints(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Loader processes of the trainer.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Processes that resize the shards [default: all cores].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the test split and of the first repeat.")
 @click.option("--overwrite", is_flag=True, help="Replace shards of an earlier curve in OUT.")
-def learning_curve(src: str, per_class: list[int], out: str, val: str | None, ratio: float,
+def learning_curve(src: str, per_class: list[int], out: str, test: str | None, ratio: float,
+                   repeats: int, inner_val: float, patience: int | None,
                    short_side: int | None, tta: tuple[str, ...], min_steps: int,
                    jobs: int | None, seed: int, overwrite: bool, **train_options: Any) -> None:
-    """Validation accuracy against training images per class.
+    """Top-1 on a fixed test split against images per class, with spread and trend.
 
-    SRC: image folder, list file or manifest. The validation set is fixed once (--val, or a
-    seeded split of SRC); for each size N the training images are `split --per-class-limit N`
-    of the training part (nested subsets), resized into shards, trained, and the last
-    checkpoint evaluated.
+    SRC: image folder, list file or manifest. The test split is fixed once (--test, or a
+    seeded split of SRC) and scores every run. For each size N and repeat, N images per
+    class are drawn from the rest (nested subsets within a seed), an --inner-val share of
+    them is cut off to validate (best.pt, --patience), the others train; best.pt is scored
+    on the test split. The PNG has a log x axis, error bars (one standard deviation over the
+    repeats) and the fitted trend, printed as "+N points of top-1 per doubling of images
+    per class".
 
     \b
-      dataprep learning-curve images/ --per-class 10,20,50,100 -o curve \\
-          --model mobilenet_v2 --weights mnv2.pth --img-size 128 --epochs 2
+      dataprep learning-curve images/ --per-class 10,20,40,80 --repeats 3 -o curve \\
+          --model mobilenet_v2 --weights mnv2.pth --img-size 128 --epochs 10 --patience 2
     """
     try:
         require("torch", "train")
         from dataprep.train.learning_curve import learning_curve as run_curve
 
         _logging()
-        result = run_curve(src, out, per_class=per_class, val=val, ratio=ratio, seed=seed,
+        result = run_curve(src, out, per_class=per_class, test=test, ratio=ratio, seed=seed,
+                           repeats=repeats, inner_val=inner_val, patience=patience,
                            short_side=short_side, modes=tta, min_steps=min_steps, jobs=jobs,
                            overwrite=overwrite, log=click.echo, **train_options)
     except (DataprepError, OSError) as exc:
@@ -173,3 +195,62 @@ def learning_curve(src: str, per_class: list[int], out: str, val: str | None, ra
         raise click.ClickException(message) from exc
     for line in result.lines():
         click.echo(line)
+
+
+@click.command("predict")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=click.Path(exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Folder for predictions.csv, predictions.png (contact sheet), predict.json "
+                   "and errors.csv (unreadable images).")
+@click.option("--tta", default="center", show_default=True,
+              type=click.Choice(MODE_NAMES),
+              help="Test-time mode, as for `dataprep evaluate`: resize (squash to crop x "
+                   "crop), center, five, ten, flip (center + mirror), mix.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Most probable classes written per image (at most the model's classes).")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="Use SRC's class folders / list labels for accuracy when they name classes "
+                   "of the model; --no-labels predicts only.")
+@click.option("--split", default=None, help="Split to read when SRC is shards.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images decoded at once; also views per forward pass.")
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto",
+              show_default=True)
+@click.option("--sheet-count", type=click.IntRange(min=0), default=48, show_default=True,
+              help="Images on the contact sheet (spread over the classes when labelled); 0: "
+                   "no sheet.")
+@click.option("--cell", type=click.IntRange(min=32), default=128, show_default=True,
+              help="Side of one contact-sheet thumbnail, in pixels.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def predict_cmd(checkpoint: str, src: str, out: str, tta: str, top_k: int, labels: bool,
+                split: str | None, batch_size: int, device: str, sheet_count: int, cell: int,
+                progress: bool) -> None:
+    """Run a `dataprep train` checkpoint on any images, labelled or not.
+
+    SRC: an image folder (root/<class>/<image>, or a flat folder of photos), a list file
+    (`path label` lines, or one image path per line), a .jsonl manifest, or shards. Images are
+    decoded as everywhere in dataprep (EXIF orientation, alpha on white, 16-bit) and cut into
+    views with the checkpoint's own crop size, short side and normalization, exactly as
+    `dataprep evaluate` does. With labels, accuracy is printed as `evaluate` prints it.
+    Unreadable images are listed in errors.csv and skipped.
+
+    \b
+      dataprep predict runs/r18/best.pt my_photos/ -o runs/r18/predict
+      dataprep predict best.pt images/ -o pred --tta ten --top-k 3 --sheet-count 24
+    """
+    try:
+        require("torch", "train")
+        from dataprep.train.predict import predict as run_predict
+
+        _logging()
+        result = run_predict(checkpoint, src, out, mode=tta, top_k=top_k, batch_size=batch_size,
+                             device=device, use_labels=labels, split=split,
+                             sheet_count=sheet_count, cell=cell, progress=progress)
+    except (DataprepError, OSError) as exc:
+        if (message := cli_message(exc)) is None:
+            raise
+        raise click.ClickException(message) from exc
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"predictions: {out}/predictions.csv")
