@@ -418,7 +418,9 @@ def _register_optional() -> None:
                           ("dataprep.jobs.verify", ("verify_cmd",)),
                           ("dataprep.jobs.audit_cli", ("audit",)),
                           ("dataprep.train.eval_cli", ("evaluate", "learning_curve")),
-                          ("dataprep.train.eval_cli", ("predict_cmd",))):
+                          ("dataprep.train.eval_cli", ("predict_cmd",)),
+                          ("dataprep.train.sweep", ("sweep_cmd",)),
+                          ("dataprep.train.compare", ("compare_cmd",))):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -450,6 +452,8 @@ VERB_SUMMARIES = {
     "learning-curve": "Accuracy against training images per class.",
     "predict": "Top-k classes of any images, with a contact sheet.",
     "summary": "Layer output shapes and parameter counts.",
+    "sweep": "Train a grid of runs from one TOML, then compare.",
+    "compare": "Runs side by side: table, ties, overlaid curves.",
 }
 for _name, _text in VERB_SUMMARIES.items():
     if _name in cli.commands:

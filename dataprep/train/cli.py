@@ -314,3 +314,15 @@ def main_group() -> None:
 
 main_group.add_command(train)
 main_group.add_command(summary)
+
+
+def _add_experiments() -> None:
+    """``sweep`` and ``compare`` (their modules import this one's ``train`` lazily)."""
+    from dataprep.train.compare import compare_cmd
+    from dataprep.train.sweep import sweep_cmd
+
+    main_group.add_command(sweep_cmd)
+    main_group.add_command(compare_cmd)
+
+
+_add_experiments()

@@ -499,8 +499,9 @@ class Trainer:
             return {}
         self.model.eval()  # the bare module: no DDP collectives, ranks may differ in batches
         num_classes = self.cfg.num_classes or 0
-        # loss sum, top-1, top-5, samples, then samples per class (for the chance level)
-        totals = torch.zeros(4 + num_classes, dtype=torch.float64, device=self.device)
+        # loss sum, top-1, top-5, samples, then samples per class (for the chance level), then
+        # top-1 hits per class (for the class-mean top-1)
+        totals = torch.zeros(4 + 2 * num_classes, dtype=torch.float64, device=self.device)
         start = time.perf_counter()
         for x, y in make_loader(self.val_stream, self.cfg.workers,
                                 self.device.type == "cuda"):
@@ -512,13 +513,18 @@ class Trainer:
                                        topk_correct(logits, y, 5).double(),
                                        torch.tensor(len(y), dtype=torch.float64,
                                                     device=self.device)])
-            totals[4:] += torch.bincount(y, minlength=num_classes).double()
+            totals[4:4 + num_classes] += torch.bincount(y, minlength=num_classes).double()
+            hits = y[logits.argmax(dim=1) == y]
+            totals[4 + num_classes:] += torch.bincount(hits, minlength=num_classes).double()
         self._reduce(totals)
         values = totals.tolist()
         n = max(values[3], 1)
+        per_class, hits = values[4:4 + num_classes], values[4 + num_classes:]
+        seen = [h / c for h, c in zip(hits, per_class, strict=True) if c]
         return {"val_loss": values[0] / n, "val_top1": values[1] / n, "val_top5": values[2] / n,
+                "val_class_top1": sum(seen) / len(seen) if seen else 0.0,
                 "val_samples": int(values[3]), "val_seconds": time.perf_counter() - start,
-                "chance": max(values[4:]) / n if num_classes else 0.0}
+                "chance": max(per_class) / n if num_classes else 0.0}
 
     def _reduce(self, t: torch.Tensor) -> None:
         """Sum ``t`` over ranks, in place (a no-op for a single process)."""
