@@ -114,14 +114,13 @@ def wids_name(split: str) -> str:
     return f"{split}{WIDS_SUFFIX}"
 
 
-def wids_index(entry: dict[str, Any], name: str) -> dict[str, Any]:
+def wids_index(entry: dict[str, Any]) -> dict[str, Any]:
     """A WebDataset split's ``{split}.wids.json``, in the format ``widsindex create`` writes
     (``wids.ShardListDataset`` reads it): per shard its ``url`` (relative to the index),
-    ``nsamples`` and ``filesize``."""
+    ``nsamples`` and ``filesize``. It names no folder, so a moved output stays right."""
     return {
         "__kind__": WIDS_KIND,
         "wids_version": 1,
-        "name": name,
         "shardlist": [{"url": s["name"], "nsamples": s["num_samples"], "filesize": s["bytes"]}
                       for s in entry.get("shards", [])],
     }

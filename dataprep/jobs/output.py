@@ -259,7 +259,7 @@ class OutputFolder:
 
         path = self.path / wids_name(split)
         if entry is not None and entry.get("format", "webdataset") == "webdataset":
-            index = wids_index(entry, f"{self.path.name}-{split}")
+            index = wids_index(entry)
             if only_missing:
                 try:
                     if read_json(path) == index:

@@ -105,9 +105,10 @@ class ShardTask:
                         and img.getexif().get(_ORIENTATION, 1) == 1)
             if not keep:
                 return None
+            size = list(img.size)  # before load_whole: a JPEG draft decodes at 1/8 scale
             load_whole(img)
             if not view_spec(meta):
-                meta["size"] = list(img.size)
+                meta["size"] = size
             return PASSTHROUGH[img.format]
 
 

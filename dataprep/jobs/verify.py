@@ -236,7 +236,7 @@ def _check_wids(out: Path, split: str, entry: dict, report: VerifyReport) -> Non
         report.problems.append(f"{split}: {name} is missing (wids readers need it); run the "
                                "same command again to write it")
         return
-    want = wids_index(entry, "")
+    want = wids_index(entry)
     if not isinstance(index, dict) or any(index.get(k) != want[k] for k in
                                           ("__kind__", "wids_version", "shardlist")):
         report.problems.append(f"{split}: {name} does not list the shards of {LEDGER_NAME} "
