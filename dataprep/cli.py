@@ -358,8 +358,9 @@ def shard_cmd(src, out, format, max_count, max_bytes, shuffle, balance, reencode
               seed, on_error, overwrite, dry_run, max_disk):
     """Pack any source into WebDataset tar shards or an LMDB, storing encoded images.
 
-    Every sample gets one image field, --image-format in RGB (e.g. ``dataprep shard photos/
-    -o shards/`` stores PNGs with alpha as RGB .jpg); --keep-formats keeps each file's bytes.
+    Every sample gets one image field, --image-format in RGB: e.g. "dataprep shard photos/ -o
+    shards/" stores PNGs with alpha as RGB .jpg (composited on white). With --keep-formats each
+    file's bytes are kept.
     """
     from dataprep.jobs.shard import shard
 
