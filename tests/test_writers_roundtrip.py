@@ -380,3 +380,16 @@ def test_existing_split_needs_overwrite(image_folder, tmp_path):
     shard(image_folder, out, jobs=1, max_count=100, overwrite=True)
     assert sorted(p.name for p in out.glob("*.tar")) == ["train-000000.tar"]
     assert json.loads((out / "_info.json").read_text())["splits"]["train"]["shard_lengths"] == [12]
+
+
+def test_folder_file_names_fit_255_bytes(tmp_path, gradient, encode):
+    from dataprep.io.writers import FolderWriter
+
+    key = "ü" * 200  # 400 bytes: no file system takes it as one name
+    w = FolderWriter(tmp_path, "train")
+    w.write(Sample(key, encode(gradient(9, 7), "PNG"), "png", 0, {"class_name": "c"}))
+    (info,) = w.close()
+    (path,) = (tmp_path / "c").iterdir()
+    assert len(path.name.encode()) <= 255 and path.name.endswith(".png")
+    assert path.name.startswith("ü" * 120) and "~" in path.name
+    assert info.name == f"c/{path.name}"
