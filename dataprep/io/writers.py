@@ -90,7 +90,8 @@ class PackedGroup:
 
 def pack_group(samples: list[Sample]) -> PackedGroup:
     """The tar members of ``samples``: per sample ``{key}.{ext}``, ``{key}.cls``, ``{key}.json``
-    (the bytes ``tarfile`` writes in GNU format, fixed owner and mtime)."""
+    (the bytes ``tarfile`` writes in GNU format, fixed owner and mtime), ``key`` shortened by
+    :func:`member_key` where the names would pass 100 bytes."""
     chunks: list[bytes] = []
     shortened = []
     for sample in samples:
