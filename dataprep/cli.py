@@ -59,8 +59,16 @@ def cluster_options(f: Callable) -> Callable:
 
 def common_options(f: Callable) -> Callable:
     """--recipe, --jobs, --seed, --on-error, --overwrite, --dry-run, --max-disk, --backend,
-    --scheduler: accepted by every writing verb."""
+    --scheduler, --fingerprint, --lmdb-layout: accepted by every writing verb."""
     f = cluster_options(f)
+    f = click.option("--lmdb-layout", type=click.Choice(["dataprep", "caffe"]),
+                     default="dataprep", show_default=True, expose_value=False,
+                     callback=_remember,
+                     help="Layout of --format lmdb output. dataprep: keys %08d.image / .cls / "
+                          ".json. caffe: what Caffe's convert_imageset --encoded writes (keys "
+                          "%08d_<key>, values caffe.Datum with the encoded image), read by "
+                          "Caffe's and DALI's LMDB readers, e.g. --format lmdb --lmdb-layout "
+                          "caffe.")(f)
     f = click.option("--fingerprint", type=click.Choice(["stat", "content"]), default="stat",
                      show_default=True, expose_value=False, callback=_remember,
                      help="How a rerun tells whether the inputs changed: stat (each file's "
@@ -151,13 +159,15 @@ def reports_errors(f: Callable) -> Callable:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from dataprep.cluster import cluster
+        from dataprep.io.writers import lmdb_layout
         from dataprep.jobs.common import fingerprint_mode
 
         meta = click.get_current_context().meta
         try:
             with cluster(meta.get("dataprep.backend", "loky"), meta.get("dataprep.scheduler"),
                          jobs=kwargs.get("jobs")), \
-                    fingerprint_mode(meta.get("dataprep.fingerprint", "stat")):
+                    fingerprint_mode(meta.get("dataprep.fingerprint", "stat")), \
+                    lmdb_layout(meta.get("dataprep.lmdb_layout", "dataprep")):
                 return f(*args, **kwargs)
         except (DataprepError, OSError) as exc:
             if (message := cli_message(exc)) is None:

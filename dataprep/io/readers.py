@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import ShardError, SourceError
-from dataprep.io import tarformat
+from dataprep.io import caffe, tarformat
 from dataprep.io.files import open_regular, read_json_file
 from dataprep.io.scan import MAX_CLASSES, check_label
 from dataprep.records import Sample
@@ -34,6 +34,8 @@ MAX_MEMBER_BYTES = 256 * 1024 * 1024
 #   b"%08d.image"   -> encoded image bytes (format in the json's "ext")
 #   b"%08d.cls"     -> ASCII int label
 #   b"%08d.json"    -> JSON metadata, with at least "key" and "ext"
+# Caffe's layout (``--lmdb-layout caffe``, :mod:`dataprep.io.caffe`) is read too: each reader
+# tells the two apart by the ``__len__`` entry (dataprep's), else the sidecar or the keys' shape.
 LMDB_FORMAT = {"layout": "dataprep-lmdb", "version": 1}
 
 
@@ -323,7 +325,8 @@ def open_lmdb(path: str | Path) -> Any:
 
 
 def lmdb_header(path: str | Path) -> tuple[int, list[str]]:
-    """(number of samples, class names) of a dataprep LMDB; damage is a :class:`ShardError`."""
+    """(number of samples, class names) of a dataprep or Caffe-layout LMDB; damage is a
+    :class:`ShardError`."""
     import lmdb
 
     env = open_lmdb(path)
@@ -331,7 +334,10 @@ def lmdb_header(path: str | Path) -> tuple[int, list[str]]:
         with env.begin() as txn:
             raw_len, raw_classes = txn.get(b"__len__"), txn.get(b"__classes__")
             if raw_len is None:
-                raise ShardError(f"{path}: not a dataprep LMDB (no __len__ entry)")
+                if (layout := caffe_layout(txn, path)) is not None:
+                    return layout
+                raise ShardError(f"{path}: not a dataprep LMDB (no __len__ entry) nor one in "
+                                 "Caffe's layout (keys %08d_<name>)")
             n = _lmdb_len(raw_len, path)
             _check_nothing_beyond(txn, n, path)
     except lmdb.Error as exc:
@@ -339,6 +345,54 @@ def lmdb_header(path: str | Path) -> tuple[int, list[str]]:
     finally:
         env.close()
     return n, _lmdb_classes(raw_classes, path)
+
+
+def caffe_layout(txn: Any, path: str | Path) -> tuple[int, list[str]] | None:
+    """(number of samples, class names) of an environment in Caffe's layout, None when it
+    is not one (it has ``__len__``, or no sidecar and a first key of another shape). Its
+    sidecar (:data:`caffe.SIDECAR`), when there, must count the entries the environment
+    holds; without one (an LMDB Caffe wrote) the class names are unknown (``[]``)."""
+    side = read_caffe_sidecar(path)
+    entries = caffe_entries(txn, side is not None)
+    if entries is None:
+        return None
+    if side is None:
+        return entries, []
+    n = side["num_samples"]
+    if n != entries:
+        raise ShardError(f"{path}: {caffe.SIDECAR} says {n:,} samples but the LMDB holds "
+                         f"{entries:,} entries; the environment is damaged or unfinished")
+    return n, side["classes"]
+
+
+def caffe_entries(txn: Any, has_sidecar: bool) -> int | None:
+    """The entry count of an environment in Caffe's layout (it has a sidecar, or its first key
+    is ``%08d_<name>``), None for any other (one with ``__len__``, or empty without a sidecar)."""
+    if txn.get(b"__len__") is not None:
+        return None
+    if not has_sidecar:
+        with txn.cursor() as cur:
+            first = cur.key() if cur.first() else None
+        if first is None or caffe.split_key(bytes(first)) is None:
+            return None
+    return int(txn.stat()["entries"])
+
+
+def read_caffe_sidecar(path: str | Path) -> dict[str, Any] | None:
+    """The checked sidecar of a Caffe-layout environment, None when there is none."""
+    from dataprep.io.files import read_json_file
+
+    side_path = Path(path) / caffe.SIDECAR
+    if not os.path.lexists(side_path):
+        return None
+    side = read_json_file(side_path, ShardError)
+    n = side.get("num_samples") if isinstance(side, dict) else None
+    if not isinstance(side, dict) or side.get("layout") != caffe.LAYOUT or type(n) is not int \
+            or n < 0:
+        raise ShardError(f"{side_path}: not a Caffe-layout sidecar (expected layout 'caffe' "
+                         "and a num_samples count); it is damaged, or remove it")
+    side["classes"] = _lmdb_classes(json.dumps(side.get("classes", [])).encode(), side_path)
+    return side
 
 
 def _check_nothing_beyond(txn: Any, n: int, path: str | Path) -> None:
@@ -399,6 +453,9 @@ def _iter_env(path: str | Path, labels_required: bool) -> Iterator[Sample | Skip
     env = open_lmdb(path)
     try:
         with env.begin(buffers=False) as txn:
+            if (layout := caffe_layout(txn, path)) is not None:
+                yield from caffe_range(txn, str(path), 0, layout[0], labels_required)
+                return
             n = _lmdb_len(txn.get(b"__len__") or b"0", path)
             if labels_required:
                 _check_nothing_beyond(txn, n, path)
@@ -408,6 +465,63 @@ def _iter_env(path: str | Path, labels_required: bool) -> Iterator[Sample | Skip
         raise ShardError(f"{path}: cannot read the LMDB ({exc}); it is damaged") from None
     finally:
         env.close()
+
+
+def caffe_range(txn: Any, path: str, start: int, stop: int,
+                labels_required: bool = False) -> Iterator[Sample | Skip]:
+    """Samples ``start..stop-1`` of a Caffe-layout environment, by cursor (the keys sort in
+    index order; the trainer reads its LMDB parts so): each key must carry its index, each
+    value must be a Datum."""
+    if start >= stop:
+        return
+    with txn.cursor() as cur:
+        found = cur.set_range(f"{start:08d}_".encode())
+        for i in range(start, stop):
+            if not found:
+                raise ShardError(f"{path}: sample {i} is missing (the LMDB ends early)")
+            raw_key, value = bytes(cur.key()), bytes(cur.value())
+            parts = caffe.split_key(raw_key)
+            if parts is None or parts[0] != i:
+                raise ShardError(f"{path}: entry {raw_key!r:.80} where sample {i} "
+                                 f"({i:08d}_<name>) belongs; the keys are not Caffe's "
+                                 "contiguous line ids")
+            yield caffe_sample(parts[1], value, f"{path}: sample {i} ({raw_key!r:.100})", i,
+                               labels_required)
+            found = cur.next()
+
+
+def caffe_sample(name: bytes, value: bytes, where: str, index: int,
+                 labels_required: bool = False) -> Sample | Skip:
+    """One Caffe-layout entry as a :class:`Sample`: the Datum's image and label, dataprep's
+    json from the Datum's meta field (an LMDB Caffe wrote has none: the key's name becomes
+    the sample key, the image bytes tell the format, raw pixels become a PNG)."""
+    try:
+        d = caffe.decode_datum(value)
+        image = d.data if d.encoded else caffe.raw_to_png(d)
+    except caffe.DatumError as exc:
+        raise ShardError(f"{where}: not a Caffe Datum ({exc}); the LMDB is damaged or not in "
+                         "Caffe's layout") from None
+    meta = member_json(d.meta, where) if d.meta is not None else {}
+    key = meta["key"] if "key" in meta else _caffe_name_key(name, index)
+    ext = meta.get("ext") if "ext" in meta else caffe.sniff_ext(image)
+    if not isinstance(key, str) or ext not in IMAGE_FIELDS:
+        raise ShardError(f"{where}: key {key!r:.80} / image format {ext!r:.20} is not a key "
+                         f"and one of {', '.join(IMAGE_FIELDS)}; the LMDB is damaged")
+    if d.label == UNLABELLED and labels_required:
+        return Skip(key, f"{where} ({key!r:.120}) has label -1 (none); it is left out")
+    label = d.label if d.label == UNLABELLED else check_label(d.label, where, ShardError)
+    return Sample(key=key, image=image, ext="jpg" if ext == "jpeg" else ext, cls=label,
+                  meta=meta)
+
+
+def _caffe_name_key(name: bytes, index: int) -> str:
+    """A dataprep key for the name of a key Caffe wrote (``cat/img1.jpg`` -> ``cat__img1``)."""
+    from dataprep.records import make_key
+
+    try:
+        return make_key(name.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        return f"{index:08d}"
 
 
 def _lmdb_sample(txn: Any, i: int, path: str, labels_required: bool = False) -> Sample | Skip:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from dataprep.errors import OutputError
-from dataprep.io import durable, tarformat
+from dataprep.errors import OutputError, UsageError
+from dataprep.io import caffe, durable, tarformat
 from dataprep.io.readers import LMDB_FORMAT, lmdb_key
 from dataprep.records import MAX_MEMBER_NAME, Sample, schema_meta, short_key
 
@@ -342,20 +344,52 @@ class TarShardWriter(_StagedWriter):
         self._drop_stage()
 
 
+LMDB_LAYOUTS = ("dataprep", "caffe")
+_layout = {"lmdb": "dataprep"}
+
+
+@contextmanager
+def lmdb_layout(layout: str) -> Iterator[None]:
+    """Write the LMDB output of the jobs run inside in ``layout``: ``dataprep`` (the default,
+    see :mod:`dataprep.io.readers`) or ``caffe`` (what Caffe's ``convert_imageset --encoded``
+    writes, see :mod:`dataprep.io.caffe`). The CLI's ``--lmdb-layout`` sets it."""
+    if layout not in LMDB_LAYOUTS:
+        raise UsageError(f"--lmdb-layout {layout!r}: expected one of {', '.join(LMDB_LAYOUTS)}")
+    before, _layout["lmdb"] = _layout["lmdb"], layout
+    try:
+        yield
+    finally:
+        _layout["lmdb"] = before
+
+
+def current_lmdb_layout() -> str:
+    """The layout :func:`lmdb_layout` set (``dataprep`` outside it)."""
+    return _layout["lmdb"]
+
+
 class LmdbWriter(_StagedWriter):
-    """One LMDB environment ``{split}.lmdb`` (layout in :mod:`dataprep.io.readers`).
+    """One LMDB environment ``{split}.lmdb``, in dataprep's layout (:mod:`dataprep.io.readers`)
+    or Caffe's (``layout="caffe"``, :mod:`dataprep.io.caffe`).
 
     Built in the stage folder and renamed into place when complete; the map doubles on
     demand. Samples are committed in batches (at record boundaries) of ``commit_every``
-    samples; every commit also stores ``__len__`` (the samples committed), so a later run
-    knows which commit the environment holds: ``resume={"count": n}`` reopens it and continues
-    at sample ``n``. Commits are synced to the disk.
+    samples, so a later run knows which commit the environment holds: dataprep's layout stores
+    ``__len__`` (the samples committed) in every commit, Caffe's holds nothing but samples, so
+    its entry count is that number. ``resume={"count": n}`` reopens it and continues at sample
+    ``n``. Commits are synced to the disk. The Caffe layout's sidecar (class names, sample
+    count) is written, synced, before the final commit: the environment is whole when the
+    sidecar's count equals its entries.
     """
 
     def __init__(self, out_dir: str | Path, split: str, classes: list[str] | None = None,
                  commit_every: int = 64, map_size: int = 1 << 28, resume: dict | None = None,
-                 stage_dir: str | Path | None = None, **_: object) -> None:
+                 stage_dir: str | Path | None = None, layout: str = "dataprep",
+                 **_: object) -> None:
+        if layout not in LMDB_LAYOUTS:
+            raise UsageError(f"--lmdb-layout {layout!r}: expected one of "
+                             f"{', '.join(LMDB_LAYOUTS)}")
         super().__init__(out_dir, split, stage_dir)
+        self.layout = layout
         self.final = self.out_dir / f"{split}.lmdb"
         self.tmp = self.stage / f"{split}.lmdb"
         if resume is None:
@@ -397,11 +431,14 @@ class LmdbWriter(_StagedWriter):
             meta.setdefault("key", sample.key)
             meta["ext"] = sample.ext
             i = self.count
-            self.pending += [
-                (lmdb_key(i, "image"), sample.image),
-                (lmdb_key(i, "cls"), str(sample.cls).encode()),
-                (lmdb_key(i, "json"), json.dumps(meta, sort_keys=True).encode()),
-            ]
+            if self.layout == "caffe":
+                self.pending.append(_caffe_entry(i, sample, meta))
+            else:
+                self.pending += [
+                    (lmdb_key(i, "image"), sample.image),
+                    (lmdb_key(i, "cls"), str(sample.cls).encode()),
+                    (lmdb_key(i, "json"), json.dumps(meta, sort_keys=True).encode()),
+                ]
             self.count += 1
 
     def checkpoint(self) -> list[Staged]:
@@ -413,8 +450,10 @@ class LmdbWriter(_StagedWriter):
     def commit(self) -> None:
         if not self._open:
             return
-        self.pending.append((b"__len__", str(self.count).encode()))
-        self._put_all(self.pending)
+        if self.layout != "caffe":
+            self.pending.append((b"__len__", str(self.count).encode()))
+        if self.pending:
+            self._put_all(self.pending)
         self.pending = []
         self.committed = self.count
         durable.sync_lmdb(self.env)
@@ -425,6 +464,10 @@ class LmdbWriter(_StagedWriter):
         self.env = self._open_env(0)
 
     def finish(self) -> list[Staged]:
+        if self.layout == "caffe":
+            durable.write_atomic(self.tmp / caffe.SIDECAR, json.dumps(
+                caffe.sidecar(self.count, self.classes), sort_keys=True, indent=1).encode())
+            return []
         self.pending += [
             (b"__classes__", json.dumps(self.classes).encode()),
             (b"__format__", json.dumps(LMDB_FORMAT).encode()),
@@ -447,6 +490,23 @@ class LmdbWriter(_StagedWriter):
             self._open = False
             self.env.close()
         self._drop_stage()
+
+
+def _caffe_entry(index: int, sample: Sample, meta: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Sample ``index`` as Caffe's key and serialized Datum (the json in its meta field)."""
+    if index >= caffe.MAX_SAMPLES:
+        raise OutputError(f"the Caffe LMDB layout holds at most {caffe.MAX_SAMPLES:,} samples "
+                          "per split (its keys have 8 digits); split the output, or use "
+                          "--lmdb-layout dataprep")
+    try:
+        channels, height, width = caffe.image_shape(sample.image)
+    except (OSError, ValueError) as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise OutputError(f"sample {sample.key!r:.120}: its image has no readable header "
+                          f"({exc}); a Caffe Datum needs its height and width") from None
+    datum = caffe.Datum(channels=channels, height=height, width=width, data=sample.image,
+                        label=sample.cls, encoded=True,
+                        meta=json.dumps(meta, sort_keys=True).encode())
+    return caffe.caffe_key(index, sample.key), caffe.encode_datum(datum)
 
 
 class FolderWriter(_StagedWriter):
@@ -518,14 +578,17 @@ def safe_name(text: str) -> str:
 
 def make_writer(fmt: str, out_dir: str | Path, split: str, *, max_count: int = 10_000,
                 max_bytes: int | None = None, classes: list[str] | None = None,
-                resume: dict | None = None, stage_dir: str | Path | None = None) -> Writer:
+                resume: dict | None = None, stage_dir: str | Path | None = None,
+                lmdb_layout: str = "dataprep") -> Writer:
     """A writer for one split; ``stage_dir`` (from the output folder) puts it under the
-    output folder's checkpoint protocol, without it ``close()`` renames as it goes."""
+    output folder's checkpoint protocol, without it ``close()`` renames as it goes.
+    ``lmdb_layout``: ``dataprep`` or ``caffe`` (LMDB only)."""
     if fmt == "webdataset":
         return TarShardWriter(out_dir, split, max_count=max_count, max_bytes=max_bytes,
                               resume=resume, stage_dir=stage_dir)
     if fmt == "lmdb":
-        return LmdbWriter(out_dir, split, classes=classes, resume=resume, stage_dir=stage_dir)
+        return LmdbWriter(out_dir, split, classes=classes, resume=resume, stage_dir=stage_dir,
+                          layout=lmdb_layout)
     if fmt == "folder":
         return FolderWriter(out_dir, split, resume=resume, stage_dir=stage_dir)
     raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(WRITERS)}")

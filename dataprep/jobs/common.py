@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import DiskBudgetError, OutputError, UsageError
-from dataprep.io.writers import WRITERS, PackedGroup, TarPackingTask, make_writer, sample_json
+from dataprep.io.writers import (
+    WRITERS,
+    PackedGroup,
+    TarPackingTask,
+    current_lmdb_layout,
+    make_writer,
+    sample_json,
+)
 from dataprep.jobs.output import (
     OutputFolder,
     SplitOutput,
@@ -257,6 +264,11 @@ def run_job(
     """
     if fmt not in WRITERS:
         raise UsageError(f"--format {fmt!r} is not supported; choose one of {', '.join(WRITERS)}")
+    layout = current_lmdb_layout()
+    if layout != "dataprep":  # part of the identity; the default stays out (older outputs)
+        if fmt != "lmdb":
+            raise UsageError(f"--lmdb-layout {layout} applies to LMDB output; add --format lmdb")
+        params = dict(params, lmdb_layout=layout)
     log = log or (lambda line: None)
     splits = list(splits)
     check_split_names(splits)
@@ -298,14 +310,15 @@ def run_job(
             return _run(command, out, records, task, plans, idents, splits, est, precomputed,
                         fmt=fmt, classes=classes, max_count=max_count, max_bytes=max_bytes,
                         jobs=jobs, on_error=on_error, total=total, default_split=default_split,
-                        input_errors=input_errors)
+                        input_errors=input_errors, lmdb_layout=layout)
 
 
 def _run(command: str, out: OutputFolder, records: Any, task: Task,
          plans: dict[str, SplitPlan], idents: dict[str, dict[str, Any]], splits: list[str],
          est: Estimate, precomputed: dict, *, fmt: str, classes: list[str], max_count: int,
          max_bytes: int | None, jobs: int | None, on_error: str, total: int | None,
-         default_split: str, input_errors: Sequence[dict[str, Any]]) -> Report:
+         default_split: str, input_errors: Sequence[dict[str, Any]],
+         lmdb_layout: str = "dataprep") -> Report:
     """Run the task over the records into the planned splits (under the lock)."""
     complete = [s for s, p in plans.items() if p.state == "complete"]
     base = {"command": command, "command_line": command_line(), "params":
@@ -322,7 +335,7 @@ def _run(command: str, out: OutputFolder, records: Any, task: Task,
         writer = make_writer(fmt, out.path, split, max_count=max_count,
                              max_bytes=max_bytes, classes=classes,
                              resume=(plan.point or {}).get("writer") if plan.point else None,
-                             stage_dir=stage)
+                             stage_dir=stage, lmdb_layout=lmdb_layout)
         sink = SplitOutput(out, split, header, plan, writer)
         if plan.state == "new":
             while errors_left:  # what the scan could not read goes with the first split

@@ -35,9 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import OutputError, UsageError
+from dataprep.errors import DataprepError, OutputError, UsageError
 from dataprep.io import durable
+from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
 from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, info_json, read_ledger, wids_name
+from dataprep.io.readers import caffe_entries, read_caffe_sidecar
 from dataprep.io.writers import (
     STAGE_NAME,
     ShardInfo,
@@ -476,8 +478,9 @@ class OutputFolder:
     def _remove_named(self, name: str) -> None:
         path = self._named(name)
         durable.unlink(path)
-        if path.name == "data.mdb":  # an LMDB: its folder and lock file go with it
-            durable.unlink(path.parent / "lock.mdb")
+        if path.name == "data.mdb":  # an LMDB: its folder, lock file and sidecar go with it
+            for beside in ("lock.mdb", CAFFE_SIDECAR, f".{CAFFE_SIDECAR}.tmp"):
+                durable.unlink(path.parent / beside)
         for folder in (path.parent, path.parent.parent):
             if folder != self.path and _inside(str(folder), str(self.path)):
                 try:
@@ -518,7 +521,7 @@ class OutputFolder:
             found = [f"{split}.lmdb.tmp"] if (self.path / f"{split}.lmdb.tmp").exists() else []
             if env.is_dir():
                 found += [f"{split}.lmdb/{p.name}" for p in env.iterdir()
-                          if p.name != "lock.mdb"]
+                          if p.name not in ("lock.mdb", CAFFE_SIDECAR)]
             elif env.exists():
                 found.append(env.name)
             return found
@@ -651,7 +654,8 @@ def staged_json(out: Path, s: Staged) -> dict[str, Any]:
 
 
 def lmdb_committed(path: Path) -> int | None:
-    """``__len__`` of the last commit of a staged LMDB environment (None: no usable one)."""
+    """``__len__`` of the last commit of a staged LMDB environment (Caffe's layout: its entry
+    count; None: no usable one)."""
     import lmdb
 
     if not (path / "data.mdb").is_file():
@@ -661,25 +665,31 @@ def lmdb_committed(path: Path) -> int | None:
         try:
             with env.begin() as txn:
                 raw = txn.get(b"__len__")
+                if raw is None:  # the sidecar may be ahead: the entries are what is committed
+                    return caffe_entries(txn, (path / CAFFE_SIDECAR).is_file())
         finally:
             env.close()
-        return int(raw) if raw is not None else None
-    except (lmdb.Error, ValueError):
+        return int(raw)
+    except (lmdb.Error, ValueError, DataprepError):
         return None
 
 
 def lmdb_closed(path: Path) -> bool:
-    """Whether a staged environment holds its final commit (``__format__`` is written last)."""
+    """Whether a staged environment holds its final commit (``__format__`` is written last;
+    Caffe's layout: its sidecar, written before the final commit, counts the entries)."""
     import lmdb
 
     try:
         env = lmdb.open(str(path), readonly=True, lock=False, subdir=True, map_size=0)
         try:
             with env.begin() as txn:
-                return txn.get(b"__format__") is not None
+                if txn.get(b"__format__") is not None:
+                    return True
+                side = read_caffe_sidecar(path)
+                return side is not None and caffe_entries(txn, True) == side["num_samples"]
         finally:
             env.close()
-    except lmdb.Error:
+    except (lmdb.Error, DataprepError):
         return False
 
 

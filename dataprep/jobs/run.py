@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import UsageError
+from dataprep.io.writers import lmdb_layout
 from dataprep.recipe import check_keys, check_values, convert_values, load_recipe, normalize
 
 VERBS = ("resize", "tencrop", "shard")
@@ -74,7 +75,8 @@ def _library_kwargs(verb: str, table: dict[str, Any], where: str) -> dict[str, A
     library = set(inspect.signature(_verb_function(verb)).parameters)
     allowed = {p.name for p in command.params
                if p.name and p.name not in ("src", "out", "split")
-               and ("fmt" if p.name == "format" else p.name) in library}
+               and (("fmt" if p.name == "format" else p.name) in library
+                    or p.name == "lmdb_layout")}  # set around the call (lmdb_layout())
     table = normalize(table)
     check_keys(table, allowed, where)
     kwargs = check_values(table, command, where, click.Context(command))
@@ -165,9 +167,10 @@ def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str
         dest = out_dir / (name if fmt == "folder" else "shards")
         fn = _verb_function(verb)
         manifest = str(out_dir / "splits" / f"{name}.jsonl")
-        if verb == "shard":
-            run_result.reports[name] = fn(manifest, dest, **kwargs)
-        else:
-            run_result.reports[name] = fn(manifest, dest, records=records,
-                                          classes=result.classes, **kwargs)
+        with lmdb_layout(kwargs.pop("lmdb_layout", "dataprep")):
+            if verb == "shard":
+                run_result.reports[name] = fn(manifest, dest, **kwargs)
+            else:
+                run_result.reports[name] = fn(manifest, dest, records=records,
+                                              classes=result.classes, **kwargs)
     return run_result

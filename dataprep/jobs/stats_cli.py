@@ -28,7 +28,7 @@ from dataprep.recipe import recipe_callback
 # Flags of `augment` that only shape the stored output; a preview reads a recipe's [augment]
 # table without them (it writes no shards).
 OUTPUT_ONLY = {"format", "image_format", "quality", "max_count", "max_bytes", "jobs", "on_error",
-               "overwrite", "dry_run", "max_disk", "root", "split"}
+               "overwrite", "dry_run", "max_disk", "root", "split", "lmdb_layout"}
 
 
 def augment_options(f: Callable) -> Callable:

@@ -1,7 +1,10 @@
 """``verify DST``: re-read every shard and prove it against the ledgers.
 
 For each split in ``dataprep.json``: every shard exists, its size and sha256 equal the ledger,
-its sample count equals the ledger and ``_info.json``, and every image decodes. The ledgers
+its sample count equals the ledger and ``_info.json``, and every image decodes. An LMDB, in
+dataprep's layout or Caffe's, has every value parse (a Caffe ``Datum``), a count that equals
+its entries (Caffe's: its sidecar's ``num_samples``), and labels within its class list that
+agree with each sample's ``class_name``. The ledgers
 agree with each other (no shard named twice, counts equal, ``_info.json`` lists exactly the
 ledger's WebDataset shards); every shard on disk belongs to a split the ledger names; leftovers
 of an interrupted run (journals, the stage folder, temporary files) are reported; a damaged
@@ -20,6 +23,7 @@ from typing import Any
 import click
 
 from dataprep.errors import DataprepError, ImageError, OutputError, ShardError, UsageError
+from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
 from dataprep.io.decode import open_image
 from dataprep.io.manifest import (
     INFO_NAME,
@@ -89,6 +93,43 @@ def _samples_of(path: Path, fmt: str):
     return (readers.to_sample(d) for d in readers.iter_tar(path))
 
 
+def _lmdb_classes(path: Path, check: ShardCheck) -> list[str] | None:
+    """The class list an LMDB stores (``__classes__``, or the Caffe layout's sidecar), its
+    sample count checked against its entries; a damaged header is a finding."""
+    from dataprep.io import readers
+
+    try:
+        classes = readers.lmdb_header(path.parent)[1]
+    except ShardError as exc:
+        check.problems.append(str(exc))
+        return None
+    if not classes and not (path.parent / CAFFE_SIDECAR).exists():
+        env = readers.open_lmdb(path.parent)
+        try:
+            with env.begin() as txn:
+                caffe_layout = txn.get(b"__len__") is None
+        finally:
+            env.close()
+        if caffe_layout:
+            check.problems.append(f"{CAFFE_SIDECAR} is missing: the Caffe-layout LMDB's class "
+                                  "names are lost (its samples still read)")
+    return classes
+
+
+def _label_problem(sample: Any, classes: list[str]) -> str | None:
+    """Why a sample's label disagrees with the class list, or None."""
+    if sample.cls == -1:
+        return None
+    if not 0 <= sample.cls < len(classes):
+        return (f"sample {sample.key!r:.80} has label {sample.cls}, but the LMDB names "
+                f"{len(classes)} classes")
+    name = sample.meta.get("class_name")
+    if name is not None and name != classes[sample.cls]:
+        return (f"sample {sample.key!r:.80} has label {sample.cls} ({classes[sample.cls]!r:.40}) "
+                f"but its metadata says class {name!r:.40}")
+    return None
+
+
 def check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int | None,
                 decode: bool = True) -> ShardCheck:
     """Hash, count and decode one shard (runs in a worker); a shard that cannot be read is a
@@ -114,9 +155,15 @@ def _check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int 
     check.sha_ok = sha256_file(path) == entry.get("sha256")
     if not check.sha_ok:
         check.problems.append("sha256 differs from the ledger")
+    classes = _lmdb_classes(path, check) if fmt == "lmdb" else None
+    wrong_labels = 0
     try:
         for sample in _samples_of(path, fmt):
             check.samples += 1
+            if classes and (problem := _label_problem(sample, classes)):
+                wrong_labels += 1
+                if wrong_labels <= 3:
+                    check.problems.append(problem)
             if decode:
                 try:
                     open_image(sample.image, name=sample.key)
@@ -126,6 +173,9 @@ def _check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int 
                         check.problems.append(str(exc))
     except (ShardError, DataprepError) as exc:
         check.problems.append(str(exc))
+    if wrong_labels > 3:
+        check.problems.append(f"{wrong_labels} samples in all have labels that differ from the "
+                              "LMDB's class list")
     if check.undecodable > 3:
         check.problems.append(f"{check.undecodable} images in all do not decode")
     if check.expected_samples is not None and check.samples != check.expected_samples:
@@ -256,7 +306,8 @@ def _on_disk(out: Path) -> list[str]:
         if p.is_file() and p.name.endswith(".tar"):
             found.append(p.name)
         elif p.is_dir() and p.name.endswith(".lmdb"):
-            found += [f"{p.name}/{c.name}" for c in sorted(p.iterdir()) if c.name != "lock.mdb"]
+            found += [f"{p.name}/{c.name}" for c in sorted(p.iterdir())
+                      if c.name not in ("lock.mdb", CAFFE_SIDECAR)]
         elif p.is_dir():
             found += [str(c.relative_to(out)) for c in sorted(p.rglob("*")) if c.is_file()]
     return found

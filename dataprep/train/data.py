@@ -31,7 +31,7 @@ from PIL import Image
 
 from dataprep.errors import ImageError, ShardError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
-from dataprep.io.readers import IMAGE_FIELDS, iter_tar, lmdb_key, to_sample
+from dataprep.io.readers import IMAGE_FIELDS, caffe_range, iter_tar, lmdb_key, to_sample
 from dataprep.ops.crop import center_box, center_crop, five_boxes
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.rng import sample_rng
@@ -129,6 +129,10 @@ def _iter_lmdb_range(part: Part) -> Iterator[Sample]:
     env = lmdb.open(part.url, readonly=True, lock=False, readahead=False, subdir=True)
     try:
         with env.begin(buffers=False) as txn:
+            if txn.get(b"__len__") is None:  # Caffe's layout (dataprep's always has __len__)
+                stop = part.stop if part.stop is not None else part.start
+                yield from caffe_range(txn, part.url, part.start, stop)  # type: ignore[misc]
+                return
             for i in range(part.start, part.stop if part.stop is not None else part.start):
                 image, cls, raw = (txn.get(lmdb_key(i, f)) for f in ("image", "cls", "json"))
                 if image is None:

@@ -3,7 +3,8 @@
 A *part* is the unit the loader hands to a worker: one tar shard (local path, ``http(s)://`` or
 ``pipe:`` URL) or an index range of an LMDB environment. Counts come from ``_info.json`` (timm's
 schema) beside the shards, from an LMDB's ``__len__``, or, for local tars without ``_info.json``,
-from reading their headers. Class names come from ``dataprep.json`` or the LMDB's ``__classes__``.
+from reading their headers. Class names come from ``dataprep.json``, the LMDB's ``__classes__`` or
+the sidecar of an LMDB in Caffe's layout.
 Only stdlib here: sources resolve in the parent process, before any worker starts.
 """
 
