@@ -263,3 +263,22 @@ def test_ray_data_reads_train_and_val_with_one_column_type(outputs):
         assert row["jpg"].ndim == 3 and row["jpg"].shape[2] == 3  # RGB, never RGBA
         assert row["cls"] == row["json"]["label"] and set(row["json"]) == set(SAMPLE_SCHEMA)
         assert list(row["jpg"].shape[1::-1]) == row["json"]["size"]
+
+
+def test_an_exif_rotated_jpeg_is_stored_upright(tmp_path):
+    """Other readers do not apply EXIF orientation: a rotated JPEG is re-encoded upright."""
+    folder = tmp_path / "in" / "c"
+    folder.mkdir(parents=True)
+    img = _small(sorted(PHOTOS.glob("*/*.jpg"))[0])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    img.save(folder / "rotated.jpg", exif=exif, quality=92)
+    img.save(folder / "upright.jpg", quality=92)
+    dataprep.shard(tmp_path / "in", tmp_path / "out", jobs=1)
+    got = {d["__key__"]: d for d in wds.WebDataset(_tars(tmp_path / "out"), shardshuffle=False)
+           .decode("pil")}
+    assert got["c__rotated"]["jpg"].size == (img.height, img.width)
+    assert got["c__upright"]["jpg"].size == img.size
+    raw = {d["__key__"]: d["jpg"] for d in wds.WebDataset(_tars(tmp_path / "out"))}
+    assert raw["c__upright"] == (folder / "upright.jpg").read_bytes()
+    assert raw["c__rotated"] != (folder / "rotated.jpg").read_bytes()
