@@ -15,7 +15,7 @@ $(VENV)/.core: pyproject.toml
 	touch $@
 
 $(VENV)/.all: $(VENV)/.core
-	$(PIP) install -q -e '.[train,aug,dist,dev,caffe]' $(TORCH_PINS)
+	$(PIP) install -q -e '.[train,aug,dist,dev,caffe,interop]' $(TORCH_PINS)
 	touch $@
 
 venv: $(VENV)/.core

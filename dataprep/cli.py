@@ -346,11 +346,18 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, color_ji
                    "({key}_r{n}) up to the largest, or keep a seeded choice of each class down "
                    "to the smallest; prints the per-class counts.")
 @click.option("--reencode", is_flag=True,
-              help="Re-encode every image (default: JPEG/PNG/WebP bytes are stored as they are).")
+              help="Re-encode every image (default: files already in --image-format, RGB and "
+                   "upright are stored byte for byte, the rest re-encoded).")
+@click.option("--keep-formats", is_flag=True,
+              help="Store JPEG/PNG/WebP files as they are, each under its own field (mixed "
+                   ".jpg/.png/.webp, alpha kept). Hugging Face datasets, Ray Data and "
+                   "webdataset's to_tuple(\"jpg\", ...) need one image type per output: "
+                   "without this flag every sample is --image-format, RGB.")
 @click.option("--expand-views", is_flag=True,
               help="Turn lazy view records (tencrop --views lazy) into materialized views.")
 @click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg",
-              show_default=True, help="Encoding for re-encoded images.")
+              show_default=True, help="The one image field of the output (every sample is "
+                                      "stored as it, in RGB), e.g. --image-format png.")
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
               help="JPEG/WebP quality for re-encoded images.")
 @click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
@@ -365,14 +372,20 @@ def tencrop_cmd(src, out, short_side, crop, five, flip, views, upscale, color_ji
               help="Folder that relative paths of a list file resolve against.")
 @common_options
 @reports_errors
-def shard_cmd(src, out, format, max_count, max_bytes, shuffle, balance, reencode, expand_views,
-              image_format, quality, max_pixels, max_aspect, split, root, jobs, seed, on_error,
-              overwrite, dry_run, max_disk):
-    """Pack any source into WebDataset tar shards or an LMDB, storing encoded images."""
+def shard_cmd(src, out, format, max_count, max_bytes, shuffle, balance, reencode, keep_formats,
+              expand_views, image_format, quality, max_pixels, max_aspect, split, root, jobs,
+              seed, on_error, overwrite, dry_run, max_disk):
+    """Pack any source into WebDataset tar shards or an LMDB, storing encoded images.
+
+    Every sample gets one image field, --image-format in RGB: e.g. "dataprep shard photos/ -o
+    shards/" stores PNGs with alpha as RGB .jpg (composited on white). With --keep-formats each
+    file's bytes are kept.
+    """
     from dataprep.jobs.shard import shard
 
     echo_report(shard(src, out, fmt=format, max_count=max_count, max_bytes=max_bytes,
-                      shuffle=shuffle, seed=seed, reencode=reencode, expand_views=expand_views,
+                      shuffle=shuffle, seed=seed, reencode=reencode, keep_formats=keep_formats,
+                      expand_views=expand_views,
                       image_format=image_format,
                       quality=quality, max_pixels=max_pixels, max_aspect=max_aspect, jobs=jobs,
                       on_error=on_error,

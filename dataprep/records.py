@@ -76,6 +76,62 @@ def safe_key(key: str) -> str:
     return "__".join(_UNSAFE.sub("_", part) for part in key.split("/") if part) or "_"
 
 
+# The json member of every sample, whatever the verb: these keys, always, ``None`` (JSON
+# null) where one does not apply; other metadata a source carried follows them. One schema lets
+# readers that take one type per column for a whole dataset (Hugging Face ``datasets``) load
+# the splits of several verbs together. The README's table says what each key means.
+SAMPLE_SCHEMA: dict[str, str] = {
+    "key": "str",  # the sample's key: its tar member names are "{key}.{field}"
+    "key_full": "str",  # the key before it was shortened (equal to key when it was not)
+    "label": "int",
+    "class_name": "str",
+    "path": "str|null",
+    "split": "str|null",
+    "size": "[int, int]|null",
+    "source": "str|null",
+    "view": "int|null",
+    "view_name": "str|null",
+    "views": "object|null",
+    "copy": "int|null",
+    "augment": "object|null",
+}
+MAX_MEMBER_NAME = 100  # bytes of a tar member name that fit a ustar header (no LongLink)
+KEY_HASH_HEX = 10  # hex digits of sha1(full key) after a shortened key's "~"
+
+
+def short_key(key: str, limit: int) -> str:
+    """``key`` when its UTF-8 form has at most ``limit`` bytes; else its longest prefix that
+    fits with ``"~"`` and the first :data:`KEY_HASH_HEX` hex digits of its sha1, cut at a
+    character boundary (``"~"`` is never in a key :func:`make_key` makes, so a shortened key
+    cannot equal an unshortened one)."""
+    raw = key.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return key
+    import hashlib
+
+    digest = hashlib.sha1(raw).hexdigest()[:KEY_HASH_HEX]
+    keep = limit - 1 - KEY_HASH_HEX
+    if keep < 1:
+        raise ValueError(f"a key limit of {limit} bytes leaves no room for the key")
+    prefix = raw[:keep].decode("utf-8", "ignore")  # a character cut in half is dropped
+    return f"{prefix}~{digest}"
+
+
+def schema_meta(meta: Mapping[str, Any], key: str, key_full: str | None = None,
+                ) -> dict[str, Any]:
+    """``meta`` with every :data:`SAMPLE_SCHEMA` key (``None`` where absent), ``key`` set and
+    ``key_full`` the key before shortening (``key`` itself when not given)."""
+    out: dict[str, Any] = dict.fromkeys(SAMPLE_SCHEMA)
+    out.update(meta)
+    out["key"] = key
+    out["key_full"] = key if key_full is None else key_full
+    if out["split"] == "":
+        out["split"] = None
+    if out["path"] == "":
+        out["path"] = None
+    return out
+
+
 # Record.meta key of a shard sample that has no image: the reason it is skipped (its data is
 # b""; dataprep.io.decode.record_bytes raises it as an ImageError)
 NO_IMAGE = "no_image"

@@ -196,7 +196,8 @@ def test_tencrop_color_jitter_round_trips_and_jitters_each_view(image_folder, tm
     assert len(b) == 10 * 12
     params = set()
     for x, y in zip(a, b, strict=True):
-        assert y["json"]["view"] == x["json"]["view"] and "augment" not in x["json"]
+        # one json schema: the plain views carry the key too, null (no parameters drawn)
+        assert y["json"]["view"] == x["json"]["view"] and x["json"]["augment"] is None
         assert set(y["json"]["augment"]) == {"color_jitter", "pca_lighting"}
         assert not np.array_equal(np.asarray(x["png"]), np.asarray(y["png"]))
         params.add(json.dumps(y["json"]["augment"], sort_keys=True))

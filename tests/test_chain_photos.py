@@ -98,8 +98,14 @@ def test_val_shard_holds_the_original_bytes(chain):
     samples = stock_read(chain / "shards", "val")
     assert [s["__key__"] for s in samples] == [r["key"] for r in val]
     for s, r in zip(samples, val, strict=True):
-        ext = Path(r["path"]).suffix.lstrip(".")
-        assert s[ext] == Path(r["path"]).read_bytes()
+        # one image field: RGB JPEG photos are stored as they are, the rest as RGB JPEG
+        original = Path(r["path"]).read_bytes()
+        with Image.open(io.BytesIO(original)) as src:
+            as_is = src.format == "JPEG" and src.mode == "RGB"
+        assert not {"png", "webp"} & set(s)
+        assert (s["jpg"] == original) == as_is, r["path"]
+        with Image.open(io.BytesIO(s["jpg"])) as got:
+            assert got.format == "JPEG" and got.mode == "RGB"
         assert int(s["cls"]) == r["label"]
     ledger = json.loads((chain / "shards" / "dataprep.json").read_text())
     assert set(ledger["splits"]) == {"train", "val"}

@@ -179,10 +179,23 @@ def test_shard_from_a_manifest(image_folder, tmp_path):
     val = [json.loads(line)["key"] for line in val_lines]
     samples = list(iter_samples(out))
     assert [s.key for s in samples] == val
-    # original bytes are stored as they are (PNG stays PNG)
-    src = {f"{p.parent.name}__{p.stem}": p.read_bytes() for p in image_folder.rglob("*.png")}
+    # one image field: PNG inputs are stored as RGB JPEG: what Pillow writes for their
+    # pixels at --quality 90
+    src = {f"{p.parent.name}__{p.stem}": p for p in image_folder.rglob("*.png")}
     for s in samples:
-        assert s.ext == "png" and s.image == src[s.key]
+        assert s.ext == "jpg"
+        with Image.open(io.BytesIO(s.image)) as got, Image.open(src[s.key]) as want:
+            assert got.format == "JPEG" and got.mode == "RGB" and got.size == want.size
+            buf = io.BytesIO()
+            want.convert("RGB").save(buf, "JPEG", quality=90)
+        assert s.image == buf.getvalue()
+    # --keep-formats: the original bytes, as they are (PNG stays PNG)
+    kept = tmp_path / "kept"
+    result = invoke("shard", tmp_path / "s" / "val.jsonl", "-o", kept, "--jobs", "1",
+                    "--keep-formats")
+    assert "Hugging Face datasets" in result.output
+    for s in iter_samples(kept):
+        assert s.ext == "png" and s.image == src[s.key].read_bytes()
 
 
 def test_shard_lmdb_from_webdataset(image_folder, tmp_path):

@@ -130,7 +130,7 @@ def test_report_lines(image_folder, tmp_path):
 def test_tencrop_of_a_shard_source(image_folder, tmp_path, fmt):
     """Records can come from shards too: their bytes are decoded, views cut as from files;
     each record exactly once (the source is streamed, not listed)."""
-    shard(image_folder, tmp_path / "wds", jobs=1, fmt=fmt)
+    shard(image_folder, tmp_path / "wds", jobs=1, fmt=fmt, keep_formats=True)  # the PNG bytes
     report = tencrop(tmp_path / "wds", tmp_path / "t", short_side=32, crop=24, jobs=1)
     direct = tencrop(image_folder, tmp_path / "d", short_side=32, crop=24, jobs=1)
     assert report.samples_out == direct.samples_out == 120

@@ -147,7 +147,7 @@ def test_unknown_source_file_type(tmp_path):
 @pytest.mark.parametrize("fmt", ["webdataset", "lmdb"])
 def test_shards_are_a_source_too(image_folder, tmp_path, fmt):
     out = tmp_path / "shards"
-    shard(image_folder, out, fmt=fmt, jobs=1, max_count=5)
+    shard(image_folder, out, fmt=fmt, jobs=1, max_count=5, keep_formats=True)
     src = scan(out)
     assert src.kind == fmt
     assert src.classes == ["ant", "bee", "cat"]

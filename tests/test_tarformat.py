@@ -14,6 +14,8 @@ from dataprep.io.readers import iter_tar
 MTIME = 946684800
 NAMES = ["a.jpg", "x" * 96 + ".jpg", "x" * 97 + ".jpg", "y" * 150 + ".json",
          "dir/sub/k_v3.cls", "ünïcode-name.jpg", "z" * 60 + "/" + "w" * 70 + ".png"]
+# what dataprep writes: names that fit the 100-byte header field (the longer ones are read only)
+WRITE_NAMES = [n for n in NAMES if len(n.encode()) <= 100]
 
 
 def data_for(i: int) -> bytes:
@@ -34,7 +36,7 @@ def tarfile_archive(fmt: int, names=NAMES, **fields) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", WRITE_NAMES)
 @pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 5000])
 def test_member_bytes_equal_tarfiles_gnu_output(name, size):
     data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
@@ -47,12 +49,23 @@ def test_member_bytes_equal_tarfiles_gnu_output(name, size):
 
 
 def test_whole_archive_equals_tarfiles_and_reads_back():
-    packed = b"".join(tarformat.member(n, data_for(i), MTIME) for i, n in enumerate(NAMES))
+    packed = b"".join(tarformat.member(n, data_for(i), MTIME)
+                      for i, n in enumerate(WRITE_NAMES))
     packed += tarformat.closing(len(packed))
-    assert packed == tarfile_archive(tarfile.GNU_FORMAT)
+    assert packed == tarfile_archive(tarfile.GNU_FORMAT, WRITE_NAMES)
     assert len(packed) % tarformat.RECORD == 0
     got = list(tarformat.iter_members(io.BytesIO(packed), lambda name, size: True))
-    assert got == [(n, data_for(i)) for i, n in enumerate(NAMES)]
+    assert got == [(n, data_for(i)) for i, n in enumerate(WRITE_NAMES)]
+    # one header per member: no GNU long-name ("L") or pax ("x") header among them
+    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
+        assert [m.type for m in tar] == [tarfile.REGTYPE] * len(WRITE_NAMES)
+
+
+@pytest.mark.parametrize("name", ["x" * 97 + ".jpg", "y" * 150 + ".json", "é" * 50 + ".j"])
+def test_names_over_100_bytes_are_refused_never_given_a_long_name_header(name):
+    assert len(name.encode()) > 100
+    with pytest.raises(ValueError, match="at most 100"):
+        tarformat.member(name, b"data", MTIME)
 
 
 @pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])

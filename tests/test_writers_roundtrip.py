@@ -18,7 +18,7 @@ import pytest
 from dataprep.io.readers import LMDB_FORMAT, iter_samples
 from dataprep.io.writers import WRITERS, LmdbWriter, TarShardWriter, make_writer
 from dataprep.jobs.shard import shard
-from dataprep.records import Sample
+from dataprep.records import SAMPLE_SCHEMA, Sample
 
 
 @pytest.fixture
@@ -101,8 +101,11 @@ def test_write_then_read_back_with_the_stock_reader(fmt, samples, tmp_path):
         assert g["ext"] == s.ext
         assert g["image"] == s.image
         assert g["cls"] == s.cls
-        if g["meta"] is not None:
-            assert g["meta"] == dict(s.meta, **({"ext": s.ext} if fmt == "lmdb" else {}))
+        if fmt == "lmdb":
+            assert g["meta"] == dict(s.meta, ext=s.ext)
+        elif fmt == "webdataset":  # the one schema: every key, null where it does not apply
+            assert g["meta"] == dict(dict.fromkeys(SAMPLE_SCHEMA), **s.meta, key_full=s.key)
+            assert g["meta"]["source"] is None and g["meta"]["views"] is None
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".*"))
 
 
@@ -131,6 +134,15 @@ def test_tar_members_are_reproducible(samples, tmp_path):
     assert {(m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, "", "", 0o644)}
 
 
+def _stored_key(key: str) -> str:
+    """The rule for keys of tar members, restated: a key whose "{key}.json" would pass 100
+    bytes keeps its first 84 bytes, then "~" and 10 hex digits of its sha1."""
+    raw = key.encode()
+    if len(raw) + len(".json") <= 100:
+        return key
+    return raw[:84].decode("utf-8", "ignore") + "~" + hashlib.sha1(raw).hexdigest()[:10]
+
+
 def _tarfile_shard(groups: list[list[Sample]]) -> bytes:
     """What ``tarfile`` writes (GNU format) for the samples' members, for comparison."""
     from dataprep.io.writers import TAR_MTIME, sample_json
@@ -138,8 +150,9 @@ def _tarfile_shard(groups: list[list[Sample]]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for s in (s for g in groups for s in g):
-            for name, data in ((f"{s.key}.{s.ext}", s.image), (f"{s.key}.cls", str(s.cls).encode()),
-                               (f"{s.key}.json", sample_json(s))):
+            k = _stored_key(s.key)
+            for name, data in ((f"{k}.{s.ext}", s.image), (f"{k}.cls", str(s.cls).encode()),
+                               (f"{k}.json", sample_json(s, k))):
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o644
                 info.uname = info.gname = ""
@@ -151,7 +164,7 @@ def test_groups_packed_in_workers_write_what_tarfile_writes(samples, tmp_path, g
                                                              encode):
     from dataprep.io.writers import pack_group
 
-    long_key = "k" * 150  # a GNU long-name member too
+    long_key = "k" * 150  # stored shortened: no GNU long-name member
     groups = [samples[i:i + 3] for i in range(0, len(samples), 3)]
     groups.append([Sample(long_key, encode(gradient(9, 7), "PNG"), "png", 1, {"key": long_key})])
     w = TarShardWriter(tmp_path, "train", max_count=4, max_bytes=60_000)
@@ -241,18 +254,47 @@ def test_max_bytes_packs_greedily(samples, tmp_path):
         assert tar_size_with(tmp_path / s.name, samples[start]) > limit, s
 
 
-def test_long_keys_are_counted_in_max_bytes(gradient, encode, tmp_path):
-    """Names over 100 bytes need GNU long-name headers; the size budget must include them."""
+def test_long_keys_are_shortened_within_100_byte_names(gradient, encode, tmp_path):
+    """Keys whose member names would pass 100 bytes are cut and given a hash of the whole key
+    (kept in json.key_full); no member gets a GNU long-name or pax header; the size budget
+    still holds."""
     img = encode(gradient(10, 10), "PNG")
     w = TarShardWriter(tmp_path, "train", max_bytes=12_000)
-    for i in range(12):
-        key = f"{'k' * 150}{i:03d}"
+    keys = [f"{'k' * 150}{i:03d}" for i in range(10)] + ["é" * 60, "short"]
+    for key in keys:
         w.write(Sample(key, img, "png", 0, {"key": key}))
     shards = w.close()
     for s in shards:
         assert s.bytes <= 12_000 or s.num_samples == 1, s
-    assert [d["key"] for s in shards for d in read_webdataset_one(tmp_path / s.name)] == [
-        f"{'k' * 150}{i:03d}" for i in range(12)]
+    stored = [d["key"] for s in shards for d in read_webdataset_one(tmp_path / s.name)]
+    assert stored == [_stored_key(k) for k in keys]
+    assert len(set(stored)) == len(keys) and stored[-1] == "short"
+    assert "~" in stored[0] and stored[-2].startswith("é" * 42 + "~")
+    for s in shards:
+        with tarfile.open(tmp_path / s.name) as tar:
+            members = tar.getmembers()
+            metas = [json.loads(tar.extractfile(m).read()) for m in members
+                     if m.name.endswith(".json")]
+        assert {m.type for m in members} == {tarfile.REGTYPE}  # no "L" / "x" headers
+        assert max(len(m.name.encode()) for m in members) <= 100
+        raw = (tmp_path / s.name).read_bytes()
+        assert b"././@LongLink" not in raw and b"PaxHeader" not in raw
+        for meta in metas:
+            assert meta["key_full"] in keys and _stored_key(meta["key_full"]) == meta["key"]
+
+
+def test_two_keys_shortened_alike_are_an_error(tmp_path, gradient, encode, monkeypatch):
+    from dataprep.errors import OutputError
+    from dataprep.io import writers
+
+    # a real sha1 collision cannot be made; make the hash digits too few to tell keys apart
+    monkeypatch.setattr(writers, "short_key", lambda key, limit: key[:limit])
+    img = encode(gradient(10, 10), "PNG")
+    w = TarShardWriter(tmp_path, "train")
+    w.write(Sample("a" * 120 + "1", img, "png", 0, {}))
+    with pytest.raises(OutputError, match="both shorten to"):
+        w.write(Sample("a" * 120 + "2", img, "png", 0, {}))
+    w.abort()
 
 
 def test_lmdb_map_grows_on_demand(samples, tmp_path):
@@ -338,3 +380,16 @@ def test_existing_split_needs_overwrite(image_folder, tmp_path):
     shard(image_folder, out, jobs=1, max_count=100, overwrite=True)
     assert sorted(p.name for p in out.glob("*.tar")) == ["train-000000.tar"]
     assert json.loads((out / "_info.json").read_text())["splits"]["train"]["shard_lengths"] == [12]
+
+
+def test_folder_file_names_fit_255_bytes(tmp_path, gradient, encode):
+    from dataprep.io.writers import FolderWriter
+
+    key = "ü" * 200  # 400 bytes: no file system takes it as one name
+    w = FolderWriter(tmp_path, "train")
+    w.write(Sample(key, encode(gradient(9, 7), "PNG"), "png", 0, {"class_name": "c"}))
+    (info,) = w.close()
+    (path,) = (tmp_path / "c").iterdir()
+    assert len(path.name.encode()) <= 255 and path.name.endswith(".png")
+    assert path.name.startswith("ü" * 120) and "~" in path.name
+    assert info.name == f"c/{path.name}"

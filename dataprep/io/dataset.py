@@ -41,8 +41,11 @@ def view_spec(meta: dict[str, Any]) -> dict[str, Any] | None:
 
 def view_meta(meta: dict[str, Any], key: str, view: int) -> dict[str, Any]:
     """Metadata of view ``view`` of record ``key`` (what materialized views carry)."""
-    out = {k: v for k, v in meta.items() if k not in ("views", "size")}
+    out = {k: v for k, v in meta.items() if k not in ("views", "size", "key_full")}
     out.update(key=f"{key}_v{view}", source=key, view=view, view_name=VIEW_NAMES[view])
+    crop = (meta.get("views") or {}).get("crop")
+    if isinstance(crop, int):
+        out["size"] = [crop, crop]  # as a materialized view's json says
     return out
 
 

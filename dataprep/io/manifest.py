@@ -2,8 +2,9 @@
 
 ``dataprep.json`` holds one entry per split (command, parameters, identity, counts, and every
 shard's name, size and sha256); several commands may write different splits into one folder.
-``_info.json`` is derived from it: rewritten whole from the ledger's WebDataset splits at
-every commit. Both are written atomically (temporary file, fsync, rename).
+``_info.json`` and each WebDataset split's ``{split}.wids.json`` are derived from it:
+rewritten from the ledger's WebDataset splits at every commit. All are written atomically
+(temporary file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataprep.errors import OutputError
 from dataprep.io import durable
 
 INFO_NAME = "_info.json"
+WIDS_SUFFIX = ".wids.json"  # {split}.wids.json: the split's shard list in wids' format
+WIDS_KIND = "wids-shard-index-v1"
 LEDGER_NAME = "dataprep.json"
 MAX_LEDGER_BYTES = 1 << 30  # no ledger dataprep writes is this large
 
@@ -93,8 +96,34 @@ def info_json(ledger: dict[str, Any], name: str) -> dict[str, Any]:
             "num_samples": sum(s["num_samples"] for s in shards),
             "filenames": [s["name"] for s in shards],
             "shard_lengths": [s["num_samples"] for s in shards],
+            "image_fields": image_fields(entry.get("params") or {}),
         }
     return {"name": name, "splits": splits}
+
+
+def image_fields(params: dict[str, Any]) -> list[str]:
+    """The image field(s) the samples of a split written with ``params`` have: one,
+    ``image_format``, unless ``shard --keep-formats`` kept each file's own."""
+    first = str(params.get("image_format", "jpg"))
+    if params.get("keep_formats"):
+        return sorted({first, "jpg", "png", "webp"})
+    return [first]
+
+
+def wids_name(split: str) -> str:
+    return f"{split}{WIDS_SUFFIX}"
+
+
+def wids_index(entry: dict[str, Any]) -> dict[str, Any]:
+    """A WebDataset split's ``{split}.wids.json``, in the format ``widsindex create`` writes
+    (``wids.ShardListDataset`` reads it): per shard its ``url`` (relative to the index),
+    ``nsamples`` and ``filesize``. It names no folder, so a moved output stays right."""
+    return {
+        "__kind__": WIDS_KIND,
+        "wids_version": 1,
+        "shardlist": [{"url": s["name"], "nsamples": s["num_samples"], "filesize": s["bytes"]}
+                      for s in entry.get("shards", [])],
+    }
 
 
 def write_info_json(out_dir: str | Path, split: str, shards: list) -> None:

@@ -241,6 +241,10 @@ def to_sample(d: dict[str, Any]) -> Sample:
     if ext is None:
         raise ShardError(f"{where} has no image member ({', '.join(IMAGE_FIELDS)})")
     meta = member_json(d["json"], where) if "json" in d else {}
+    # the schema's nulls mean "does not apply": drop them, so metadata reads as older files do
+    meta = {k: v for k, v in meta.items() if v is not None}
+    if meta.get("key_full") == d["__key__"]:
+        del meta["key_full"]  # said only for a key that was shortened
     if "cls" in d:
         cls = parse_cls(d["cls"], where)
     else:

@@ -2,10 +2,11 @@
 
 Writing: :func:`member` packs one regular file as GNU tar bytes (header, data, padding), the
 same bytes ``tarfile`` writes for a ``TarInfo`` with our fixed fields (mode 0644, uid/gid 0,
-empty user and group names, a fixed mtime); names over 100 bytes get a GNU long-name member
-first, as ``tarfile`` does. :func:`closing` is the end of an archive (two zero blocks, padded
-to 10240-byte records). ``tarfile`` builds each header through a ``TarInfo`` copy and a dozen
-small calls; packing them here costs a few microseconds a member.
+empty user and group names, a fixed mtime); a name over 100 bytes is refused (never a GNU
+long-name or pax header, which readers that index a tar themselves misread). :func:`closing`
+is the end of an archive (two zero blocks, padded to 10240-byte records). ``tarfile`` builds
+each header through a ``TarInfo`` copy and a dozen small calls; packing them here costs a few
+microseconds a member.
 
 Reading: :func:`iter_members` walks an uncompressed tar stream header by header, verifying
 each header's checksum, and yields ``(name, data)`` for the regular files it is asked for,
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 BLOCK = 512
+NAME_BYTES = 100  # a header's name field: every member dataprep writes has a name that fits
 RECORD = 20 * BLOCK  # tarfile's RECORDSIZE: an archive is padded to whole records
 _NUL = b"\0"
 _GNU_MAGIC = b"ustar  \0"
@@ -62,13 +64,12 @@ def member_chunks(name: str, data: bytes, mtime: int, mode: int = 0o644) -> list
     """One regular file as GNU tar bytes: header(s), data, zero padding to 512 bytes; in pieces
     (to hand to ``writelines`` without copying ``data``)."""
     raw = name.encode("utf-8", "surrogateescape")
-    out = []
-    if len(raw) > 100:
-        long = raw + _NUL
-        out += [_header(b"././@LongLink", len(long), 0, 0, b"L", _GNU_MAGIC),
-                long + _padding(len(long))]
-    out += [_header(raw, len(data), mode, mtime, b"0", _GNU_MAGIC), data, _padding(len(data))]
-    return out
+    if len(raw) > NAME_BYTES:
+        # a GNU long-name or pax header is misread by readers that index tars themselves
+        # (wids, DALI's wds2idx): writers shorten keys first (dataprep.io.writers.member_key)
+        raise ValueError(f"tar member name {name[:60]!r}... has {len(raw)} bytes; at most "
+                         f"{NAME_BYTES} fit a header")
+    return [_header(raw, len(data), mode, mtime, b"0", _GNU_MAGIC), data, _padding(len(data))]
 
 
 def member(name: str, data: bytes, mtime: int, mode: int = 0o644) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Protocol
 from dataprep.errors import OutputError, UsageError
 from dataprep.io import caffe, durable, tarformat
 from dataprep.io.readers import LMDB_FORMAT, lmdb_key
-from dataprep.records import Sample
+from dataprep.records import MAX_MEMBER_NAME, Sample, schema_meta, short_key
 
 TAR_MTIME = 946684800  # 2000-01-01: fixed so equal inputs give byte-identical shards
 
@@ -43,8 +43,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sample_json(sample: Sample) -> bytes:
-    return json.dumps(sample.meta, sort_keys=True, separators=(",", ":")).encode()
+def sample_json(sample: Sample, key: str | None = None) -> bytes:
+    """The json member of ``sample``: :data:`dataprep.records.SAMPLE_SCHEMA`'s keys, always
+    (null where one does not apply), then any other metadata. ``key``: the key the sample is
+    stored under when it had to be shortened (``key_full`` keeps the full one)."""
+    key_full = sample.key
+    full_before = sample.meta.get("key_full")
+    if (key in (None, sample.key) and isinstance(full_before, str)
+            and member_key(full_before, sample.ext) == sample.key):
+        key_full = full_before  # a sample read back whose key was shortened when written
+    meta = schema_meta(sample.meta, sample.key if key is None else key, key_full)
+    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+
+
+def member_key(key: str, ext: str) -> str:
+    """The key ``key`` is stored under in a tar shard: every member name ``{key}.{field}``
+    (fields ``ext``, ``cls``, ``json``) fits a 100-byte ustar name, so no reader meets a GNU
+    long-name or pax header (see :func:`dataprep.records.short_key`)."""
+    longest = max(len(ext.encode()), len("json"))
+    return short_key(key, MAX_MEMBER_NAME - 1 - longest)
 
 
 def _padded(n: int) -> int:
@@ -67,6 +84,7 @@ class PackedGroup:
     tar: bytes
     count: int
     image_bytes: int  # sum of the samples' encoded image sizes
+    shortened: tuple[tuple[str, str], ...] = ()  # (stored key, full key) of shortened keys
 
     def __len__(self) -> int:
         return self.count
@@ -74,14 +92,19 @@ class PackedGroup:
 
 def pack_group(samples: list[Sample]) -> PackedGroup:
     """The tar members of ``samples``: per sample ``{key}.{ext}``, ``{key}.cls``, ``{key}.json``
-    (the bytes ``tarfile`` writes in GNU format, fixed owner and mtime)."""
+    (the bytes ``tarfile`` writes in GNU format, fixed owner and mtime), ``key`` shortened by
+    :func:`member_key` where the names would pass 100 bytes."""
     chunks: list[bytes] = []
+    shortened = []
     for sample in samples:
-        chunks += tarformat.member_chunks(f"{sample.key}.{sample.ext}", sample.image, TAR_MTIME)
-        chunks += tarformat.member_chunks(f"{sample.key}.cls", str(sample.cls).encode(),
-                                          TAR_MTIME)
-        chunks += tarformat.member_chunks(f"{sample.key}.json", sample_json(sample), TAR_MTIME)
-    return PackedGroup(b"".join(chunks), len(samples), sum(s.nbytes for s in samples))
+        key = member_key(sample.key, sample.ext)
+        if key != sample.key:
+            shortened.append((key, sample.key))
+        chunks += tarformat.member_chunks(f"{key}.{sample.ext}", sample.image, TAR_MTIME)
+        chunks += tarformat.member_chunks(f"{key}.cls", str(sample.cls).encode(), TAR_MTIME)
+        chunks += tarformat.member_chunks(f"{key}.json", sample_json(sample, key), TAR_MTIME)
+    return PackedGroup(b"".join(chunks), len(samples), sum(s.nbytes for s in samples),
+                       tuple(shortened))
 
 
 def image_bytes(group: list[Sample] | PackedGroup) -> int:
@@ -114,6 +137,7 @@ class Staged:
     info: ShardInfo
 
 
+MAX_FILE_NAME = 255  # bytes of one file name on common file systems
 STAGE_NAME = ".dataprep-tmp"  # per split, STAGE_NAME/{split}/ holds unfinished files
 
 
@@ -218,6 +242,10 @@ class _StagedWriter:
 class TarShardWriter(_StagedWriter):
     """WebDataset shards ``{split}-{n:06d}.tar`` with fields ``{ext}``, ``cls``, ``json``.
 
+    Every member name fits the 100 bytes of a ustar header: a longer key is stored shortened
+    (:func:`member_key`; the json's ``key_full`` keeps it whole); two keys of one run that
+    shorten alike are an :class:`OutputError`.
+
     The views of one record stay in one shard: a new shard starts before a record whose samples
     would push the current one past ``max_count`` samples or ``max_bytes`` (a shard always holds
     at least one record). ``resume={"shards": n}`` continues after n finished shards.
@@ -238,6 +266,7 @@ class TarShardWriter(_StagedWriter):
         self._hash = hashlib.sha256()
         self._count = 0
         self._bytes = 0
+        self.shortened: dict[str, str] = {}  # stored key -> full key, for this run's samples
 
     def _name(self, index: int) -> str:
         return f"{self.split}-{index:06d}.tar"
@@ -268,6 +297,12 @@ class TarShardWriter(_StagedWriter):
 
     def _append(self, samples: list[Sample] | PackedGroup) -> None:
         group = samples if isinstance(samples, PackedGroup) else pack_group(samples)
+        for key, full in group.shortened:
+            if self.shortened.setdefault(key, full) != full:
+                raise OutputError(
+                    f"keys {self.shortened[key]!r} and {full!r} of split {self.split!r} both "
+                    f"shorten to {key!r} (tar member names are kept within 100 bytes); "
+                    "rename one of the files")
         if self._file is None:
             self._open()
         self._write(group.tar)
@@ -508,7 +543,9 @@ class FolderWriter(_StagedWriter):
         if self.folders.setdefault(folder, class_name) != class_name:
             raise OutputError(f"classes {self.folders[folder]!r} and {class_name!r} would both "
                               f"be written to the folder {folder!r}; rename one of them")
-        name = f"{folder}/{safe_name(sample.key)}.{sample.ext}"
+        # a file name fits the 255 bytes file systems allow (a longer key is shortened)
+        stem = short_key(safe_name(sample.key), MAX_FILE_NAME - 1 - len(sample.ext))
+        name = f"{folder}/{stem}.{sample.ext}"
         tmp = self.stage / name
         tmp.parent.mkdir(exist_ok=True)
         with open(tmp, "xb") as f:

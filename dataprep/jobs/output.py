@@ -6,7 +6,8 @@ Per split, the files of an output are:
 * ``.dataprep-tmp/{split}/``: unfinished shards (the stage folder, dataprep's own);
 * ``.journal-{split}.jsonl``: the journal of a run in progress (:mod:`dataprep.journal`);
 * its entry in ``dataprep.json``: **the commit point**. A split is complete when its entry is
-  there and its journal is gone; ``_info.json`` and ``errors.jsonl`` are derived from it.
+  there and its journal is gone; ``_info.json``, ``{split}.wids.json`` (WebDataset) and
+  ``errors.jsonl`` are derived from it.
 
 The protocol, for every sink: a shard is written and synced in the stage folder; the journal
 then names it (checkpoint line, synced); then it is renamed into place. The last checkpoint is
@@ -37,7 +38,7 @@ from typing import Any
 from dataprep.errors import DataprepError, OutputError, UsageError
 from dataprep.io import durable
 from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
-from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, info_json, read_ledger
+from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, info_json, read_ledger, wids_name
 from dataprep.io.readers import caffe_entries, read_caffe_sidecar
 from dataprep.io.writers import (
     STAGE_NAME,
@@ -248,8 +249,28 @@ class OutputFolder:
         info = info_json(ledger, self.path.name)
         if info["splits"] or (self.path / INFO_NAME).exists():
             write_json_atomic(self.path / INFO_NAME, info)
+        self._write_wids(split, ledger["splits"].get(split))
         write_json_atomic(self.path / LEDGER_NAME, ledger)
         self._ledger = ledger
+
+    def _write_wids(self, split: str, entry: dict[str, Any] | None,
+                    only_missing: bool = False) -> None:
+        """``{split}.wids.json`` of a WebDataset split, derived from its entry; removed with
+        the entry (or when the split is another format now)."""
+        from dataprep.io.manifest import read_json, wids_index, write_json_atomic
+
+        path = self.path / wids_name(split)
+        if entry is not None and entry.get("format", "webdataset") == "webdataset":
+            index = wids_index(entry)
+            if only_missing:
+                try:
+                    if read_json(path) == index:
+                        return
+                except OutputError:
+                    pass  # damaged: derived, so written again
+            write_json_atomic(path, index)
+        elif os.path.lexists(path):
+            durable.unlink(path)
 
     def _write_errors(self, split: str, errors: list[dict[str, Any]]) -> None:
         """Replace the ``errors.jsonl`` lines of ``split``; keep the other splits' lines."""
@@ -308,6 +329,8 @@ class OutputFolder:
                     for split, (what, state) in decisions.items()}
         for name in (LEDGER_NAME, INFO_NAME, ERRORS_NAME):  # write_atomic's own temp names
             durable.unlink(self.path / f".{name}.tmp")
+        for split in decisions:
+            durable.unlink(self.path / f".{wids_name(split)}.tmp")
         plans = {}
         for split, (what, state) in decisions.items():
             if what == "recover":
@@ -321,6 +344,8 @@ class OutputFolder:
             else:  # new or complete: without a journal (or with a torn one) nothing resumes
                 Journal(self.path, split).remove()
                 self.drop_stage(split)
+            if what == "complete":  # derived: written again when missing (older output)
+                self._write_wids(split, self.ledger()["splits"].get(split), only_missing=True)
             plans[split] = SplitPlan("complete" if what == "complete" else "new")
         return plans
 
@@ -467,9 +492,11 @@ class OutputFolder:
                           classes: Sequence[str]) -> None:
         """Files where these splits' shards go that no ledger entry or journal names."""
         known = {s["name"] for e in self.ledger()["splits"].values() for s in e.get("shards", [])}
-        for state in splits.values():
+        known |= {wids_name(s) for s in self.ledger()["splits"]}
+        for split, state in splits.items():
             if state is not None:
                 known |= {str(f.get("name")) for f in state.files()}
+                known.add(wids_name(split))  # a commit cut short may have written it
         strangers: list[str] = []
         for split in splits:
             strangers += [n for n in self._namespace(fmt, split, classes) if n not in known]
@@ -486,7 +513,8 @@ class OutputFolder:
         if not self.path.is_dir():
             return []
         if fmt == "webdataset":
-            pattern = re.compile(rf"{re.escape(split)}-\d+\.tar(\.tmp)?")
+            pattern = re.compile(rf"{re.escape(split)}-\d+\.tar(\.tmp)?|"
+                                 rf"{re.escape(wids_name(split))}")
             return [p.name for p in self.path.iterdir() if pattern.fullmatch(p.name)]
         if fmt == "lmdb":
             env = self.path / f"{split}.lmdb"

@@ -28,15 +28,22 @@ from dataprep.records import Record, Sample
 from dataprep.report import Report
 from dataprep.runner import prestart
 
-PASSTHROUGH = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+_ORIENTATION = 0x0112  # the EXIF tag of the rotation a viewer applies
+PASSTHROUGH = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow format -> stored field
+FIELD_FORMAT = {ext: fmt for fmt, ext in PASSTHROUGH.items()}
+# readers that take one image field (one column type) for a whole output
+ONE_TYPE_READERS = ("Hugging Face datasets", "Ray Data", 'webdataset\'s to_tuple("jpg", ...)')
 
 
 @dataclass(frozen=True)
 class ShardTask:
-    """Store the original bytes of JPEG/PNG/WebP files once they decode whole (a JPEG at 1/8
-    scale, which still reads all its data); re-encode other formats (BMP, TIFF, GIF...) or
-    everything with ``reencode``. Images over ``max_pixels`` or ``max_aspect`` are refused
-    from their header."""
+    """One image field per output: a file already in ``image_format``, RGB and upright (no
+    EXIF rotation) is stored byte for byte once it decodes whole (a JPEG at 1/8 scale, which
+    still reads all its data); every other image is decoded by the decoding rules
+    (:mod:`dataprep.io.decode`: EXIF, alpha onto white, 16-bit, palette, CMYK...) and encoded
+    as ``image_format``. ``keep_formats`` stores JPEG/PNG/WebP files as they are instead
+    (mixed fields, alpha kept); ``reencode`` encodes everything. Images over ``max_pixels`` or
+    ``max_aspect`` are refused from their header."""
 
     reencode: bool = False
     image_format: str = "jpg"
@@ -44,6 +51,7 @@ class ShardTask:
     max_pixels: int = DEFAULT_MAX_PIXELS
     expand_views: bool = False
     max_aspect: float = DEFAULT_MAX_ASPECT
+    keep_formats: bool = False
 
     def __call__(self, record: Record) -> list[Sample]:
         data = record_bytes(record)
@@ -56,11 +64,13 @@ class ShardTask:
         if record.split:
             meta["split"] = record.split
         name = record.path or record.key
-        fmt = None if self.reencode else self._whole_format(name, data)
-        if fmt in PASSTHROUGH:
-            return [Sample(record.key, data, PASSTHROUGH[fmt], record.label, meta)]
+        stored = None if self.reencode else self._stored_field(name, data, meta)
+        if stored is not None:
+            return [Sample(record.key, data, stored, record.label, meta)]
         img = open_image(data, max_pixels=self.max_pixels, max_aspect=self.max_aspect,
                          name=name)
+        if not view_spec(meta):  # a lazy record keeps the size its views were cut from
+            meta["size"] = list(img.size)
         return [Sample(record.key, encode_image(img, self.image_format, self.quality),
                        self.image_format, record.label, meta)]
 
@@ -80,20 +90,32 @@ class ShardTask:
                        self.image_format, item.label, item.meta)
                 for item in items]
 
-    def _whole_format(self, name: str, data: bytes) -> str | None:
-        """Pillow's format name of ``data`` after its geometry is checked and, for the formats
-        stored as they are, all of it decoded (a truncated file is an :class:`ImageError`)."""
+    def _stored_field(self, name: str, data: bytes, meta: dict) -> str | None:
+        """The field ``data`` is stored under as it is, or None when it must be re-encoded.
+        Its geometry is checked first and, when stored, all of it decoded (a truncated file
+        is an :class:`ImageError`); ``meta["size"]`` is set from its header."""
         with guarded(name, self.max_pixels), Image.open(io.BytesIO(data)) as img:
             check_geometry(name, img.size, max_pixels=self.max_pixels,
                            max_aspect=self.max_aspect)
-            if img.format in PASSTHROUGH:
-                load_whole(img)
-            return img.format
+            if self.keep_formats:
+                keep = img.format in PASSTHROUGH
+            else:
+                keep = (img.format == FIELD_FORMAT[self.image_format] and img.mode == "RGB"
+                        and "transparency" not in img.info
+                        and img.getexif().get(_ORIENTATION, 1) == 1)
+            if not keep:
+                return None
+            size = list(img.size)  # before load_whole: a JPEG draft decodes at 1/8 scale
+            load_whole(img)
+            if not view_spec(meta):
+                meta["size"] = size
+            return PASSTHROUGH[img.format]
 
 
 def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_count: int = 10_000,
           max_bytes: int | None = None, shuffle: bool = False, seed: int = 0,
           reencode: bool = False, expand_views: bool = False, image_format: str = "jpg",
+          keep_formats: bool = False,
           quality: int = 90,
           max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT,
           jobs: int | None = None, on_error: str = "skip",
@@ -106,15 +128,29 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
     first (:mod:`dataprep.jobs.balance`, seeded by ``seed``) and logs the per-class counts.
     ``shuffle`` permutes the records with ``seed`` before packing (reproducible).
     ``expand_views`` turns lazy view records into materialized views (encoded with
-    ``image_format`` / ``quality``). ``max_pixels`` and ``max_aspect`` refuse bomb-shaped
-    images from their header.
+    ``image_format`` / ``quality``). Every sample is stored as ``image_format`` in RGB (files
+    already so are kept byte for byte); ``keep_formats`` keeps JPEG/PNG/WebP files as they are
+    (mixed image fields, which some readers refuse: the log names them). ``max_pixels`` and
+    ``max_aspect`` refuse bomb-shaped images from their header.
     """
     if fmt == "folder":
         raise UsageError("shard writes shards: --format webdataset or lmdb")
     if max_count < 1:
         raise UsageError(f"--max-count must be at least 1, got {max_count}")
+    if image_format not in FIELD_FORMAT:
+        raise UsageError(f"--image-format {image_format!r}: expected one of "
+                         f"{sorted(FIELD_FORMAT)}")
+    if keep_formats and reencode:
+        raise UsageError("--keep-formats keeps each file's bytes and --reencode re-encodes "
+                         "every image: pass one of them")
     check_max_aspect(max_aspect)
-    task = ShardTask(reencode, image_format, quality, max_pixels, expand_views, max_aspect)
+    task = ShardTask(reencode, image_format, quality, max_pixels, expand_views, max_aspect,
+                     keep_formats)
+    if keep_formats and log is not None:
+        log("--keep-formats: samples keep their own image field (jpg, png or webp, alpha "
+            f"included); readers that need one type per output ({', '.join(ONE_TYPE_READERS)}) "
+            "fail or drop images on such shards; without it every image is stored as "
+            f"{image_format}, RGB")
     params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
                   shuffle=shuffle, seed=seed, src=str(src), views_per_record=1,
                   **({"balance": balance} if balance else {}))

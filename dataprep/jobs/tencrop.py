@@ -126,7 +126,7 @@ class TencropTask(ResizeTask):
         out = []
         for i, view in enumerate(ten_crop(img, self.crop, flip=self.flip)):
             m = dict(meta, key=f"{record.key}_v{i}", source=record.key, view=i,
-                     view_name=VIEW_NAMES[i])
+                     view_name=VIEW_NAMES[i], size=list(view.size))
             if self.augment is not None:
                 params = self.augment.make_params(sample_rng(self.seed, record.key, view=i),
                                                   view.size)

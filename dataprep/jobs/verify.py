@@ -25,7 +25,14 @@ import click
 from dataprep.errors import DataprepError, ImageError, OutputError, ShardError, UsageError
 from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
 from dataprep.io.decode import open_image
-from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, read_json, read_ledger
+from dataprep.io.manifest import (
+    INFO_NAME,
+    LEDGER_NAME,
+    read_json,
+    read_ledger,
+    wids_index,
+    wids_name,
+)
 from dataprep.io.writers import STAGE_NAME, sha256_file
 from dataprep.jobs.output import LOCK_NAME, OutputFolder
 from dataprep.journal import Journal
@@ -232,6 +239,7 @@ def _ledger_tasks(out: Path, ledger: dict[str, Any], report: VerifyReport,
         lengths = None
         if fmt == "webdataset":
             lengths = _check_info(split, shards, info_splits.get(split), report)
+            _check_wids(out, split, entry, report)
         for i, shard in enumerate(shards):
             info_len = lengths[i] if lengths is not None and i < len(lengths) else None
             tasks.append((split, fmt, shard, info_len))
@@ -263,6 +271,26 @@ def _check_info(split: str, shards: list[dict], info: Any, report: VerifyReport,
                                f"{info.get('num_samples')!r}, the shards hold "
                                f"{sum(s['num_samples'] for s in shards)}")
     return lengths
+
+
+def _check_wids(out: Path, split: str, entry: dict, report: VerifyReport) -> None:
+    """``{split}.wids.json`` is there and lists the ledger's shards, sample counts and
+    sizes (what ``wids.ShardListDataset`` indexes by)."""
+    name = wids_name(split)
+    try:
+        index = read_json(out / name)
+    except OutputError as exc:
+        report.problems.append(f"{split}: {exc}")
+        return
+    if index is None:
+        report.problems.append(f"{split}: {name} is missing (wids readers need it); run the "
+                               "same command again to write it")
+        return
+    want = wids_index(entry)
+    if not isinstance(index, dict) or any(index.get(k) != want[k] for k in
+                                          ("__kind__", "wids_version", "shardlist")):
+        report.problems.append(f"{split}: {name} does not list the shards of {LEDGER_NAME} "
+                               "(stale or edited); run the same command again to rewrite it")
 
 
 _TAR = re.compile(r".+-\d+\.tar")

@@ -99,7 +99,9 @@ def test_reencode_no_string_is_refused_and_false_keeps_the_bytes(image_folder, t
     write_recipe(tmp_path / "r.toml", image_folder, out, None, {"val": {"reencode": '"no"'}})
     assert_refused(invoke("run", tmp_path / "r.toml"), "[val]", "reencode")
     assert not out.exists()
-    write_recipe(tmp_path / "r.toml", image_folder, out, None, {"val": {"reencode": "false"}})
+    # the PNG inputs keep their bytes with keep_formats (else they are stored as RGB JPEG)
+    write_recipe(tmp_path / "r.toml", image_folder, out, None,
+                 {"val": {"reencode": "false", "keep_formats": "true"}})
     assert invoke("run", tmp_path / "r.toml").exit_code == 0
     val = [json.loads(x) for x in (out / "splits" / "val.jsonl").read_text().splitlines()]
     stored = {s.key: s.image for s in iter_samples(out / "shards", "val")}

@@ -71,7 +71,7 @@ def offline(photos, tmp_path_factory) -> dict[str, dict[int, tuple[dict, np.ndar
 def online(photos, tmp_path_factory):
     """(trainer's Augment, the shards' parts) for the same flags on shards of the photos."""
     shards = tmp_path_factory.mktemp("shards")
-    shard(photos, shards, jobs=1)
+    shard(photos, shards, jobs=1, keep_formats=True)  # the photos' own bytes, PNGs included
     cfg = TrainConfig(data=str(shards), out="", img_size=CROP, seed=SEED, **ONLINE)
     return make_augment(cfg), resolve_source(str(shards), "train").parts
 
