@@ -282,3 +282,47 @@ def test_an_exif_rotated_jpeg_is_stored_upright(tmp_path):
     raw = {d["__key__"]: d["jpg"] for d in wds.WebDataset(_tars(tmp_path / "out"))}
     assert raw["c__upright"] == (folder / "upright.jpg").read_bytes()
     assert raw["c__rotated"] != (folder / "rotated.jpg").read_bytes()
+
+
+@pytest.mark.parametrize("layout", ["dataprep", "caffe"])
+def test_lmdb_json_has_the_tar_schema_and_long_keys_fit_lmdb(mixed, layout, tmp_path):
+    """Plain ``lmdb`` reads of both layouts: every sample's json has the schema's keys, the
+    same values as the tar json of the same run, and no key passes LMDB's 511 bytes."""
+    import lmdb
+
+    from dataprep.io import caffe
+
+    long_root = tmp_path / "in"
+    shutil.copytree(mixed, long_root)
+    deep = long_root / "animals" / ("x" * 200) / ("y" * 200)  # a key of over 511 bytes
+    deep.mkdir(parents=True)
+    shutil.copy(long_root / "animals" / "plain.jpg", deep / f"{'z' * 200}.jpg")
+    lm, tar = tmp_path / "lmdb", tmp_path / "tar"
+    dataprep.shard(long_root, tar, jobs=1)
+    from dataprep.io.writers import lmdb_layout
+    with lmdb_layout(layout):
+        dataprep.shard(long_root, lm, jobs=1, fmt="lmdb")
+    env = lmdb.open(str(lm / "train.lmdb"), readonly=True, lock=False)
+    metas = []
+    with env.begin() as txn:
+        for k, v in txn.cursor():
+            assert len(k) <= 511
+            if layout == "caffe":
+                metas.append(json.loads(caffe.decode_datum(bytes(v)).meta))
+            elif k.endswith(b".json"):
+                metas.append(json.loads(bytes(v)))
+    env.close()
+    tar_json = {}
+    for path in _tars(tar):
+        with tarfile.open(path) as tf:
+            for m in tf.getmembers():
+                if m.name.endswith(".json"):
+                    j = json.loads(tf.extractfile(m).read())
+                    tar_json[j["key_full"]] = j
+    assert len(metas) == len(tar_json) == 9
+    for meta in metas:
+        assert set(SAMPLE_SCHEMA) <= set(meta), sorted(set(SAMPLE_SCHEMA) - set(meta))
+        want = tar_json[meta["key_full"]]
+        assert {k: meta[k] for k in SAMPLE_SCHEMA if k != "key"} == {
+            k: want[k] for k in SAMPLE_SCHEMA if k != "key"}
+    assert any(len(m["key_full"].encode()) > 600 for m in metas)

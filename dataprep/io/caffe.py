@@ -63,6 +63,9 @@ class Datum:
     meta: bytes | None = None  # field META_FIELD, when present
 
 
+MAX_KEY_BYTES = 511  # LMDB's default largest key
+
+
 def caffe_key(index: int, key: str) -> bytes:
     """``caffe::format_int(index, 8) + "_" + key``, as bytes."""
     return f"{index:08d}_{key}".encode()

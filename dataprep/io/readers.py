@@ -230,6 +230,16 @@ def image_field(d: dict[str, Any]) -> str | None:
     return next((f for f in IMAGE_FIELDS if f in d), None)
 
 
+def stored_meta(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    """A stored json member as sample metadata: the schema's nulls mean "does not apply", so
+    they are dropped (metadata reads as older files do), and ``key_full`` is kept only for a
+    key that was shortened."""
+    meta = {k: v for k, v in meta.items() if v is not None}
+    if meta.get("key_full") == key:
+        del meta["key_full"]
+    return meta
+
+
 def to_sample(d: dict[str, Any]) -> Sample:
     """A raw WebDataset sample dict as a :class:`Sample` (first image field wins).
 
@@ -240,11 +250,7 @@ def to_sample(d: dict[str, Any]) -> Sample:
     ext = image_field(d)
     if ext is None:
         raise ShardError(f"{where} has no image member ({', '.join(IMAGE_FIELDS)})")
-    meta = member_json(d["json"], where) if "json" in d else {}
-    # the schema's nulls mean "does not apply": drop them, so metadata reads as older files do
-    meta = {k: v for k, v in meta.items() if v is not None}
-    if meta.get("key_full") == d["__key__"]:
-        del meta["key_full"]  # said only for a key that was shortened
+    meta = stored_meta(member_json(d["json"], where) if "json" in d else {}, d["__key__"])
     if "cls" in d:
         cls = parse_cls(d["cls"], where)
     else:
@@ -502,7 +508,8 @@ def caffe_sample(name: bytes, value: bytes, where: str, index: int,
         raise ShardError(f"{where}: not a Caffe Datum ({exc}); the LMDB is damaged or not in "
                          "Caffe's layout") from None
     meta = member_json(d.meta, where) if d.meta is not None else {}
-    key = meta["key"] if "key" in meta else _caffe_name_key(name, index)
+    key = meta["key"] if isinstance(meta.get("key"), str) else _caffe_name_key(name, index)
+    meta = stored_meta(meta, key)
     ext = meta.get("ext") if "ext" in meta else caffe.sniff_ext(image)
     if not isinstance(key, str) or ext not in IMAGE_FIELDS:
         raise ShardError(f"{where}: key {key!r:.80} / image format {ext!r:.20} is not a key "
@@ -543,7 +550,8 @@ def _lmdb_sample(txn: Any, i: int, path: str, labels_required: bool = False) -> 
                          "entry and no 'label' in its json); it is left out")
     else:
         label = UNLABELLED
-    return Sample(key=key, image=image, ext="jpg" if ext == "jpeg" else ext, cls=label, meta=m)
+    return Sample(key=key, image=image, ext="jpg" if ext == "jpeg" else ext, cls=label,
+                  meta=stored_meta(m, key))
 
 
 def iter_samples(src: str | Path, split: str | None = None) -> Iterator[Sample]:

@@ -427,8 +427,7 @@ class LmdbWriter(_StagedWriter):
     def _append(self, samples: list[Sample] | PackedGroup) -> None:
         assert not isinstance(samples, PackedGroup), "LMDB takes samples, not tar members"
         for sample in samples:
-            meta = dict(sample.meta)
-            meta.setdefault("key", sample.key)
+            meta = schema_meta(sample.meta, sample.key, sample.meta.get("key_full"))
             meta["ext"] = sample.ext
             i = self.count
             if self.layout == "caffe":
@@ -506,7 +505,9 @@ def _caffe_entry(index: int, sample: Sample, meta: dict[str, Any]) -> tuple[byte
     datum = caffe.Datum(channels=channels, height=height, width=width, data=sample.image,
                         label=sample.cls, encoded=True,
                         meta=json.dumps(meta, sort_keys=True).encode())
-    return caffe.caffe_key(index, sample.key), caffe.encode_datum(datum)
+    # LMDB keys hold at most 511 bytes: a longer name is shortened (the json keeps it whole)
+    return (caffe.caffe_key(index, short_key(sample.key, caffe.MAX_KEY_BYTES - 9)),
+            caffe.encode_datum(datum))
 
 
 class FolderWriter(_StagedWriter):

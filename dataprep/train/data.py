@@ -31,7 +31,14 @@ from PIL import Image
 
 from dataprep.errors import ImageError, ShardError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
-from dataprep.io.readers import IMAGE_FIELDS, caffe_range, iter_tar, lmdb_key, to_sample
+from dataprep.io.readers import (
+    IMAGE_FIELDS,
+    caffe_range,
+    iter_tar,
+    lmdb_key,
+    stored_meta,
+    to_sample,
+)
 from dataprep.ops.crop import center_box, center_crop, five_boxes
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.rng import sample_rng
@@ -142,8 +149,10 @@ def _iter_lmdb_range(part: Part) -> Iterator[Sample]:
                 if ext not in IMAGE_FIELDS:
                     raise ShardError(f"{part.url}: sample {i} has image format {ext!r}; "
                                      f"expected one of {IMAGE_FIELDS}")
-                yield Sample(str(meta.get("key", f"{i:08d}")), image, ext,
-                             int(cls) if cls is not None else int(meta.get("label", -1)), meta)
+                key = str(meta.get("key", f"{i:08d}"))
+                label = meta.get("label")
+                yield Sample(key, image, ext, int(cls) if cls is not None else
+                             int(-1 if label is None else label), stored_meta(meta, key))
     finally:
         env.close()
 
