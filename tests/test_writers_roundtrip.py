@@ -101,8 +101,9 @@ def test_write_then_read_back_with_the_stock_reader(fmt, samples, tmp_path):
         assert g["ext"] == s.ext
         assert g["image"] == s.image
         assert g["cls"] == s.cls
-        if fmt == "lmdb":
-            assert g["meta"] == dict(s.meta, ext=s.ext)
+        if fmt == "lmdb":  # the same schema as the tar json, and the image's format
+            assert g["meta"] == dict(dict.fromkeys(SAMPLE_SCHEMA), **s.meta, key_full=s.key,
+                                     ext=s.ext)
         elif fmt == "webdataset":  # the one schema: every key, null where it does not apply
             assert g["meta"] == dict(dict.fromkeys(SAMPLE_SCHEMA), **s.meta, key_full=s.key)
             assert g["meta"]["source"] is None and g["meta"]["views"] is None
