@@ -39,6 +39,33 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     ctx.meta[f"dataprep.{param.name}"] = value
 
 
+def read_options(jobs_help: str) -> Callable[[Callable], Callable]:
+    """--max-pixels, --root, --on-error, --jobs, --recipe: the options of a verb that reads
+    a source and writes a report of it (stats, audit). ``jobs_help``: what --jobs changes."""
+    from dataprep.io.decode import DEFAULT_MAX_PIXELS
+
+    def decorate(f: Callable) -> Callable:
+        for option in reversed((
+            click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                         show_default=True,
+                         help="Refuse images with more pixels (decompression bomb guard)."),
+            click.option("--root", type=click.Path(file_okay=False), default=None,
+                         help="Folder that relative paths of a list file resolve against."),
+            click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip",
+                         show_default=True,
+                         help="skip: unreadable images are counted and listed in "
+                              "errors.jsonl; raise: stop."),
+            click.option("--jobs", "-j", type=int, default=None,
+                         help=f"Worker processes [default: all cores]. {jobs_help}"),
+            click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True,
+                         expose_value=False, callback=recipe_callback,
+                         help="TOML file of defaults for these flags (flags given here win)."),
+        )):
+            f = option(f)
+        return f
+    return decorate
+
+
 def cluster_options(f: Callable) -> Callable:
     """--backend and --scheduler/--address: where the worker tasks run (see dataprep.cluster)."""
     from dataprep.cluster import BACKENDS

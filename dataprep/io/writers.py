@@ -10,16 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from dataprep.errors import OutputError, UsageError
+from dataprep.errors import OutputError
 from dataprep.io import caffe, durable, tarformat
 from dataprep.io.readers import LMDB_FORMAT, lmdb_key
 from dataprep.records import MAX_MEMBER_NAME, Sample, schema_meta, short_key
+from dataprep.settings import RunSetting
 
 TAR_MTIME = 946684800  # 2000-01-01: fixed so equal inputs give byte-identical shards
 
@@ -345,26 +345,19 @@ class TarShardWriter(_StagedWriter):
 
 
 LMDB_LAYOUTS = ("dataprep", "caffe")
-_layout = {"lmdb": "dataprep"}
+LMDB_LAYOUT = RunSetting("--lmdb-layout", LMDB_LAYOUTS, "dataprep")
 
 
-@contextmanager
-def lmdb_layout(layout: str) -> Iterator[None]:
+def lmdb_layout(layout: str) -> AbstractContextManager[None]:
     """Write the LMDB output of the jobs run inside in ``layout``: ``dataprep`` (the default,
     see :mod:`dataprep.io.readers`) or ``caffe`` (what Caffe's ``convert_imageset --encoded``
     writes, see :mod:`dataprep.io.caffe`). The CLI's ``--lmdb-layout`` sets it."""
-    if layout not in LMDB_LAYOUTS:
-        raise UsageError(f"--lmdb-layout {layout!r}: expected one of {', '.join(LMDB_LAYOUTS)}")
-    before, _layout["lmdb"] = _layout["lmdb"], layout
-    try:
-        yield
-    finally:
-        _layout["lmdb"] = before
+    return LMDB_LAYOUT.use(layout)
 
 
 def current_lmdb_layout() -> str:
     """The layout :func:`lmdb_layout` set (``dataprep`` outside it)."""
-    return _layout["lmdb"]
+    return LMDB_LAYOUT.current()
 
 
 class LmdbWriter(_StagedWriter):
@@ -385,9 +378,7 @@ class LmdbWriter(_StagedWriter):
                  commit_every: int = 64, map_size: int = 1 << 28, resume: dict | None = None,
                  stage_dir: str | Path | None = None, layout: str = "dataprep",
                  **_: object) -> None:
-        if layout not in LMDB_LAYOUTS:
-            raise UsageError(f"--lmdb-layout {layout!r}: expected one of "
-                             f"{', '.join(LMDB_LAYOUTS)}")
+        LMDB_LAYOUT.check(layout)
         super().__init__(out_dir, split, stage_dir)
         self.layout = layout
         self.final = self.out_dir / f"{split}.lmdb"

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import click
 
-from dataprep.cli import cluster_options, reports_errors
-from dataprep.io.decode import DEFAULT_MAX_PIXELS
-from dataprep.recipe import recipe_callback
+from dataprep.cli import cluster_options, read_options, reports_errors
 
 FAIL_ON = ("leakage", "exact-leakage", "conflicts")
 
@@ -58,18 +56,7 @@ def _odd(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> 
                    "duplicate across splits), exact-leakage (identical pixels across splits), "
                    "conflicts (the same image under two classes). For CI.")
 @click.option("--no-sheets", is_flag=True, help="Skip the contact sheets (PNG).")
-@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse images with more pixels (decompression bomb guard).")
-@click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Folder that relative paths of a list file resolve against.")
-@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip",
-              show_default=True,
-              help="skip: unreadable images are counted and listed in errors.jsonl; raise: stop.")
-@click.option("--jobs", "-j", type=int, default=None,
-              help="Worker processes [default: all cores]. The findings do not depend on it.")
-@click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-              callback=recipe_callback,
-              help="TOML file of defaults for these flags (flags given here win).")
+@read_options("The findings do not depend on it.")
 @cluster_options
 @reports_errors
 def audit(srcs, out, threshold, odd, weights, model, embed_size, reference, fail_on, no_sheets,

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -39,6 +39,7 @@ from dataprep.jobs.output import (
 from dataprep.records import Record, Sample
 from dataprep.report import Report, human_bytes
 from dataprep.runner import Task, execute, map_records, resolve_jobs
+from dataprep.settings import RunSetting
 
 Log = Callable[[str], None]
 ESTIMATE_RECORDS = 12  # at most this many records are processed ahead to extrapolate the size
@@ -122,20 +123,13 @@ def source_inputs(source: Any) -> dict[str, Any]:
             "input_errors": list(getattr(source, "errors", None) or [])}
 
 
-_mode = {"fingerprint": "stat"}
+FINGERPRINT = RunSetting("--fingerprint", FINGERPRINTS, "stat")
 
 
-@contextmanager
-def fingerprint_mode(mode: str) -> Iterator[None]:
+def fingerprint_mode(mode: str) -> AbstractContextManager[None]:
     """Identify the inputs of the jobs run inside by ``mode``: ``stat`` (path, size and
     modification time of every input file, the default) or ``content`` (their sha256)."""
-    if mode not in FINGERPRINTS:
-        raise UsageError(f"--fingerprint {mode!r}: expected one of {', '.join(FINGERPRINTS)}")
-    before, _mode["fingerprint"] = _mode["fingerprint"], mode
-    try:
-        yield
-    finally:
-        _mode["fingerprint"] = before
+    return FINGERPRINT.use(mode)
 
 
 def identities(command: str, params: dict[str, Any], splits: Iterable[str],
@@ -144,8 +138,7 @@ def identities(command: str, params: dict[str, Any], splits: Iterable[str],
     """Per split, what its output is made of: command, parameters (not --jobs) and inputs.
     One pass over ``records`` (which may be a packed RecordList); a stream's records are
     identified by its shard files instead."""
-    if mode not in FINGERPRINTS:
-        raise UsageError(f"--fingerprint {mode!r}: expected one of {', '.join(FINGERPRINTS)}")
+    FINGERPRINT.check(mode)
     clean = {k: v for k, v in params.items() if k != "jobs"}
     clean["fingerprint"] = mode  # another mode is another digest: say so, not "inputs changed"
     clean = json.loads(json.dumps(clean, sort_keys=True, default=str))
@@ -287,7 +280,7 @@ def run_job(
         total = len(records) if total is None else total
     out.check_inputs([*inputs, *(stream_files or [])], listed if stream_files is None else ())
     idents = identities(command, params, splits, listed, default_split,
-                        fingerprint or _mode["fingerprint"], stream_files)
+                        fingerprint or FINGERPRINT.current(), stream_files)
     for ident in idents.values():  # the class names go into the output (LMDB, ledger)
         ident["classes"] = list(classes)
     if fmt == "webdataset":  # workers pack the tar members: the writer appends bytes

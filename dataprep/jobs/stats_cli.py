@@ -18,12 +18,12 @@ from dataprep.cli import (
     echo_report,
     image_options,
     jitter_options,
+    read_options,
     reports_errors,
 )
 from dataprep.errors import UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS
 from dataprep.ops.resize import INTERPOLATIONS
-from dataprep.recipe import recipe_callback
 
 # Flags of `augment` that only shape the stored output; a preview reads a recipe's [augment]
 # table without them (it writes no shards).
@@ -72,18 +72,7 @@ def augment_options(f: Callable) -> Callable:
                    "statistics of what training sees, and faster.")
 @click.option("--exact", is_flag=True,
               help="With --short-side, decode JPEGs in full (no DCT-domain draft).")
-@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse images with more pixels (decompression bomb guard).")
-@click.option("--root", type=click.Path(file_okay=False), default=None,
-              help="Folder that relative paths of a list file resolve against.")
-@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip",
-              show_default=True,
-              help="skip: unreadable images are counted and listed in errors.jsonl; raise: stop.")
-@click.option("--jobs", "-j", type=int, default=None,
-              help="Worker processes [default: all cores]. The result does not depend on it.")
-@click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-              callback=recipe_callback,
-              help="TOML file of defaults for these flags (flags given here win).")
+@read_options("The result does not depend on it.")
 @reports_errors
 def stats(src, out, split, short_side, exact, max_pixels, root, on_error, jobs):
     """Per-channel mean/std and the RGB covariance eigen decomposition of SRC, for
