@@ -412,7 +412,6 @@ GOOD = pb_datum(data=jpeg(), label=0, encoded=True).SerializeToString()
 
 
 @pytest.mark.parametrize("items, message", [
-    ([(b"00000000_a", GOOD), (b"00000002_b", GOOD)], "the keys are not Caffe's contiguous"),
     ([(b"00000000_a", b"\x22\xff\xff\xff\x0f")], "not a Caffe Datum"),  # data: 4 GB claimed
     ([(b"00000000_a", pb_datum(data=jpeg(), label=-5, encoded=True).SerializeToString())],
      "is not a class index"),
@@ -420,7 +419,7 @@ GOOD = pb_datum(data=jpeg(), label=0, encoded=True).SerializeToString()
      "image format None"),
     ([(b"00000000_a", pb_datum(data=b"\x01\x02", channels=3, height=9, width=9)
        .SerializeToString())], "does not hold 3x9x9 uint8 pixels"),
-    ([(b"00000000_a", GOOD), (b"zz_meta", GOOD)], "the keys are not Caffe's contiguous"),
+    ([(b"00000000_a", GOOD), (b"zz_meta", GOOD)], "the keys are not Caffe's line ids in order"),
 ])
 def test_a_damaged_caffe_lmdb_is_a_clear_error(items, message, tmp_path):
     from dataprep.errors import ShardError
@@ -432,6 +431,25 @@ def test_a_damaged_caffe_lmdb_is_a_clear_error(items, message, tmp_path):
                                       "--jobs", "1"])
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_an_lmdb_caffe_wrote_with_gaps_in_its_line_ids_reads_whole(tmp_path):
+    """convert_imageset skips an image it cannot read but not its line id: 0, 1, 3, 4, 5."""
+    ids = [0, 1, 3, 4, 5]
+    items = [(f"{i:08d}_img{i}.jpg".encode(), pb_datum(data=jpeg(color=(i * 40, 0, 0)), label=i % 2,
+                                                     encoded=True).SerializeToString())
+             for i in ids]
+    env = _write_env(tmp_path / "gaps_lmdb", items)
+    got = list(iter_lmdb(env))
+    assert [s.key for s in got] == [f"img{i}" for i in ids]
+    assert [s.cls for s in got] == [i % 2 for i in ids]
+    invoke("shard", str(env), "-o", str(tmp_path / "out"), "--jobs", "1")
+    assert sum(1 for _ in iter_samples(tmp_path / "out")) == 5
+    from dataprep.train.data import _iter_lmdb_range
+    from dataprep.train.sources import Part
+
+    part = list(_iter_lmdb_range(Part(kind="lmdb", url=str(env), start=2, stop=4)))
+    assert [s.key for s in part] == ["img3", "img4"]  # places 2 and 3, ids 3 and 4
 
 
 def test_overwrite_replaces_one_layout_by_the_other_with_nothing_left(tmp_path):

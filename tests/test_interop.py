@@ -326,3 +326,23 @@ def test_lmdb_json_has_the_tar_schema_and_long_keys_fit_lmdb(mixed, layout, tmp_
         assert {k: meta[k] for k in SAMPLE_SCHEMA if k != "key"} == {
             k: want[k] for k in SAMPLE_SCHEMA if k != "key"}
     assert any(len(m["key_full"].encode()) > 600 for m in metas)
+
+
+def test_a_reshard_keeps_shortened_keys_and_their_full_key(outputs, tmp_path):
+    """Shards of shards: a key shortened for 100-byte names is stored under the same short
+    name again, and ``json.key_full`` still holds the whole key."""
+
+    def names_and_full(out: Path) -> dict[str, str]:
+        got = {}
+        for path in _tars(out):
+            with tarfile.open(path) as tf:
+                for m in tf.getmembers():
+                    if m.name.endswith(".json"):
+                        j = json.loads(tf.extractfile(m).read())
+                        got[m.name] = j["key_full"]
+        return got
+
+    first = names_and_full(outputs["shard"])
+    assert any(len(full.encode()) > 100 for full in first.values())
+    dataprep.shard(outputs["shard"], tmp_path / "again", jobs=1)
+    assert names_and_full(tmp_path / "again") == first

@@ -460,7 +460,8 @@ def _iter_env(path: str | Path, labels_required: bool) -> Iterator[Sample | Skip
     try:
         with env.begin(buffers=False) as txn:
             if (layout := caffe_layout(txn, path)) is not None:
-                yield from caffe_range(txn, str(path), 0, layout[0], labels_required)
+                yield from caffe_range(txn, str(path), 0, layout[0], labels_required,
+                                       gaps=read_caffe_sidecar(path) is None)
                 return
             n = _lmdb_len(txn.get(b"__len__") or b"0", path)
             if labels_required:
@@ -474,26 +475,43 @@ def _iter_env(path: str | Path, labels_required: bool) -> Iterator[Sample | Skip
 
 
 def caffe_range(txn: Any, path: str, start: int, stop: int,
-                labels_required: bool = False) -> Iterator[Sample | Skip]:
-    """Samples ``start..stop-1`` of a Caffe-layout environment, by cursor (the keys sort in
-    index order; the trainer reads its LMDB parts so): each key must carry its index, each
-    value must be a Datum."""
+                labels_required: bool = False, gaps: bool = False) -> Iterator[Sample | Skip]:
+    """Samples ``start..stop-1`` (their places in key order) of a Caffe-layout environment,
+    by cursor (the trainer reads its LMDB parts so); each value must be a Datum. dataprep
+    writes contiguous line ids, so there place ``i`` holds key ``%08d_`` of ``i``; ``gaps``
+    (an LMDB Caffe wrote: ``convert_imageset`` skips an unreadable image but not its line id)
+    asks only that the ids increase."""
     if start >= stop:
         return
     with txn.cursor() as cur:
-        found = cur.set_range(f"{start:08d}_".encode())
+        if gaps:
+            found, last = cur.first(), -1
+            for _ in range(start):
+                if not found:
+                    break
+                last = _caffe_id(cur.key(), path, last, None)
+                found = cur.next()
+        else:
+            found, last = cur.set_range(f"{start:08d}_".encode()), start - 1
         for i in range(start, stop):
             if not found:
                 raise ShardError(f"{path}: sample {i} is missing (the LMDB ends early)")
             raw_key, value = bytes(cur.key()), bytes(cur.value())
-            parts = caffe.split_key(raw_key)
-            if parts is None or parts[0] != i:
-                raise ShardError(f"{path}: entry {raw_key!r:.80} where sample {i} "
-                                 f"({i:08d}_<name>) belongs; the keys are not Caffe's "
-                                 "contiguous line ids")
-            yield caffe_sample(parts[1], value, f"{path}: sample {i} ({raw_key!r:.100})", i,
-                               labels_required)
+            last = _caffe_id(raw_key, path, last, None if gaps else i)
+            yield caffe_sample(caffe.split_key(raw_key)[1], value,  # type: ignore[index]
+                               f"{path}: sample {i} ({raw_key!r:.100})", i, labels_required)
             found = cur.next()
+
+
+def _caffe_id(raw_key: bytes, path: str, last: int, want: int | None) -> int:
+    """The line id of a Caffe-layout key: ``want`` when given, else above ``last``."""
+    parts = caffe.split_key(bytes(raw_key))
+    if parts is None or (parts[0] != want if want is not None else parts[0] <= last):
+        where = f"sample {want} ({want:08d}_<name>) belongs" if want is not None else \
+            f"a line id above {last} belongs"
+        raise ShardError(f"{path}: entry {bytes(raw_key)!r:.80} where {where}; the keys are "
+                         "not Caffe's line ids in order")
+    return parts[0]
 
 
 def caffe_sample(name: bytes, value: bytes, where: str, index: int,

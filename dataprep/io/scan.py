@@ -555,9 +555,23 @@ def _shard_record(s: Sample | dict | object, part_split: str) -> Record:
     meta = dict(s.meta)
     if "split" in meta and part_split:  # the shard's own split name is the truth
         meta["split"] = part_split
-    return Record(key=safe_key(s.key), path=str(meta.get("path", "")), label=s.cls,
+    return Record(key=_full_key(s, meta), path=str(meta.get("path", "")), label=s.cls,
                   class_name=str(meta.get("class_name", s.cls)), split=part_split,
                   data=s.image, ext=s.ext, meta=meta)
+
+
+def _full_key(s: Sample, meta: dict) -> str:
+    """The record key of a shard sample: its full key when the sample was stored under a
+    shortened one (``json.key_full``, which must shorten to the stored key), so a re-shard
+    shortens it alike and keeps ``key_full``; else the stored key made safe."""
+    from dataprep.io.writers import member_key
+
+    full = meta.get("key_full")
+    if (isinstance(full, str) and full != s.key and safe_key(full) == full
+            and member_key(full, s.ext) == s.key):
+        del meta["key_full"]
+        return full
+    return safe_key(s.key)
 
 
 def _skipped(key: str, reason: str, part_split: str) -> Record:

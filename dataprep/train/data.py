@@ -36,6 +36,7 @@ from dataprep.io.readers import (
     caffe_range,
     iter_tar,
     lmdb_key,
+    read_caffe_sidecar,
     stored_meta,
     to_sample,
 )
@@ -138,7 +139,9 @@ def _iter_lmdb_range(part: Part) -> Iterator[Sample]:
         with env.begin(buffers=False) as txn:
             if txn.get(b"__len__") is None:  # Caffe's layout (dataprep's always has __len__)
                 stop = part.stop if part.stop is not None else part.start
-                yield from caffe_range(txn, part.url, part.start, stop)  # type: ignore[misc]
+                yield from caffe_range(  # type: ignore[misc]
+                    txn, part.url, part.start, stop,
+                    gaps=read_caffe_sidecar(part.url) is None)
                 return
             for i in range(part.start, part.stop if part.stop is not None else part.start):
                 image, cls, raw = (txn.get(lmdb_key(i, f)) for f in ("image", "cls", "json"))
