@@ -465,3 +465,17 @@ def test_overwrite_replaces_one_layout_by_the_other_with_nothing_left(tmp_path):
            "--jobs", "1", "--overwrite")
     assert all(caffe.split_key(k) for k, _ in lmdb_items(out / "train.lmdb"))
     assert verify(out, jobs=1).ok
+
+
+def test_a_rerun_writes_a_lost_sidecar_again_from_the_ledger(tmp_path):
+    out = tmp_path / "out"
+    args = ("shard", str(PHOTOS), "-o", str(out), "--format", "lmdb", "--lmdb-layout", "caffe",
+            "--jobs", "1")
+    invoke(*args)
+    side = out / "train.lmdb" / caffe.SIDECAR
+    want = json.loads(side.read_text())
+    side.unlink()
+    assert not verify(out, jobs=1).ok
+    assert f"{caffe.SIDECAR} was missing or damaged; written again" in invoke(*args)
+    assert json.loads(side.read_text()) == want
+    assert verify(out, jobs=1).ok

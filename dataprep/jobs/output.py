@@ -272,6 +272,29 @@ class OutputFolder:
         elif os.path.lexists(path):
             durable.unlink(path)
 
+    def _restore_caffe_sidecar(self, split: str, entry: dict[str, Any] | None,
+                               log: Callable[[str], None]) -> None:
+        """The sidecar of a complete Caffe-layout split, written again from the ledger (its
+        sample count and class names) when it is missing or says otherwise."""
+        from dataprep.io import caffe
+        from dataprep.io.manifest import read_json, write_json_atomic
+
+        if (entry is None or entry.get("format") != "lmdb"
+                or (entry.get("params") or {}).get("lmdb_layout") != "caffe"):
+            return
+        folder = self.path / f"{split}.lmdb"
+        want = caffe.sidecar(int(entry.get("samples_out", 0)), list(entry.get("classes") or []))
+        path = folder / CAFFE_SIDECAR
+        try:
+            if read_json(path) == want:
+                return
+        except OutputError:
+            pass  # missing or damaged: derived from the ledger, so written again
+        if folder.is_dir() and not folder.is_symlink():
+            write_json_atomic(path, want)
+            log(f"{split}: {CAFFE_SIDECAR} was missing or damaged; written again from "
+                f"{LEDGER_NAME}")
+
     def _write_errors(self, split: str, errors: list[dict[str, Any]]) -> None:
         """Replace the ``errors.jsonl`` lines of ``split``; keep the other splits' lines."""
         path = self.path / ERRORS_NAME
@@ -346,6 +369,7 @@ class OutputFolder:
                 self.drop_stage(split)
             if what == "complete":  # derived: written again when missing (older output)
                 self._write_wids(split, self.ledger()["splits"].get(split), only_missing=True)
+                self._restore_caffe_sidecar(split, self.ledger()["splits"].get(split), log)
             plans[split] = SplitPlan("complete" if what == "complete" else "new")
         return plans
 
