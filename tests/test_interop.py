@@ -282,6 +282,14 @@ def test_an_exif_rotated_jpeg_is_stored_upright(tmp_path):
     raw = {d["__key__"]: d["jpg"] for d in wds.WebDataset(_tars(tmp_path / "out"))}
     assert raw["c__upright"] == (folder / "upright.jpg").read_bytes()
     assert raw["c__rotated"] != (folder / "rotated.jpg").read_bytes()
+    sizes = {d["__key__"]: d["json"]["size"]
+             for d in wds.WebDataset(_tars(tmp_path / "out")).decode()}
+    assert sizes == {"c__rotated": [img.height, img.width], "c__upright": list(img.size)}
+    # --keep-formats keeps the rotated file's bytes, and json.size is still the upright size
+    dataprep.shard(tmp_path / "in", tmp_path / "keep", jobs=1, keep_formats=True)
+    kept = {d["__key__"]: d for d in wds.WebDataset(_tars(tmp_path / "keep")).decode()}
+    assert bytes(kept["c__rotated"]["jpg"]) == (folder / "rotated.jpg").read_bytes()
+    assert kept["c__rotated"]["json"]["size"] == [img.height, img.width]
 
 
 @pytest.mark.parametrize("layout", ["dataprep", "caffe"])

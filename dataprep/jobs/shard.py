@@ -106,6 +106,8 @@ class ShardTask:
             if not keep:
                 return None
             size = list(img.size)  # before load_whole: a JPEG draft decodes at 1/8 scale
+            if img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # kept as it is, with its
+                size.reverse()  # EXIF turn: the size is the upright image's, as re-encoded
             load_whole(img)
             if not view_spec(meta):
                 meta["size"] = size
