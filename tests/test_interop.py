@@ -269,7 +269,8 @@ def test_an_exif_rotated_jpeg_is_stored_upright(tmp_path):
     """Other readers do not apply EXIF orientation: a rotated JPEG is re-encoded upright."""
     folder = tmp_path / "in" / "c"
     folder.mkdir(parents=True)
-    img = _small(sorted(PHOTOS.glob("*/*.jpg"))[0])
+    img = _small(sorted(PHOTOS.glob("*/*.jpg"))[1])  # not square: a turn swaps the sides
+    assert img.width != img.height
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to view"
     img.save(folder / "rotated.jpg", exif=exif, quality=92)
