@@ -305,7 +305,7 @@ class OutputFolder:
                     if json.loads(line).get("split") != split:
                         kept.append(line)
                 except (ValueError, AttributeError):
-                    continue  # a damaged line: it is rewritten from the ledgers' runs
+                    continue  # not dataprep's: planning refuses such a file before any work
         text = "".join(line + "\n" for line in kept)
         text += "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors)
         if text or path.exists():
@@ -524,6 +524,8 @@ class OutputFolder:
         strangers: list[str] = []
         for split in splits:
             strangers += [n for n in self._namespace(fmt, split, classes) if n not in known]
+        if self._foreign_errors_file():
+            strangers.append(ERRORS_NAME)
         if strangers:
             shown = ", ".join(sorted(strangers)[:5])
             more = f" and {len(strangers) - 5} more" if len(strangers) > 5 else ""
@@ -531,6 +533,20 @@ class OutputFolder:
                 f"{self.path} holds files where this run would write that dataprep did not "
                 f"write there (no dataprep.json entry or journal names them): {shown}{more}; "
                 "move them away, or choose another -o")
+
+    def _foreign_errors_file(self) -> bool:
+        """Whether ``errors.jsonl`` holds a line dataprep does not write (a JSON object naming
+        its split): the run rewrites that file, so a file of someone else's is refused."""
+        path = self.path / ERRORS_NAME
+        if not path.is_file() or path.is_symlink():
+            return False
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                if not isinstance(json.loads(line).get("split"), str):
+                    return True
+            except (ValueError, AttributeError):
+                return True
+        return False
 
     def _namespace(self, fmt: str, split: str, classes: Sequence[str]) -> list[str]:
         """Names in the folder that look like output of ``split`` in ``fmt``."""

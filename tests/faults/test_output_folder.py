@@ -453,3 +453,22 @@ def test_a_journal_line_of_the_wrong_shape_is_damage_that_overwrite_clears(image
     code, output = invoke(*resize_args(images, out, "--overwrite"))
     assert code == 0, output
     assert invoke("verify", out)[0] == 0
+
+
+def test_an_errors_file_dataprep_did_not_write_is_refused_and_kept(images, tmp_path):
+    """The run rewrites errors.jsonl: someone else's file there is refused, not emptied; the
+    file of a run that skipped inputs is dataprep's own, and a rerun takes it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "errors.jsonl").write_text("my own notes\n")
+    code, output = invoke(*resize_args(images, out))
+    assert code == 1 and "errors.jsonl" in output
+    assert (out / "errors.jsonl").read_text() == "my own notes\n"
+    assert sorted(p.name for p in out.iterdir()) == [".dataprep.lock", "errors.jsonl"]
+    (images / "cat" / "broken.jpg").write_bytes(b"not an image")
+    ours = tmp_path / "ours"
+    assert invoke(*resize_args(images, ours))[0] == 0
+    listed = (ours / "errors.jsonl").read_text()
+    assert "broken" in listed
+    assert invoke(*resize_args(images, ours))[0] == 0
+    assert (ours / "errors.jsonl").read_text() == listed
