@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import ImageError, UsageError
+from dataprep.errors import ImageError, SourceError, UsageError
 from dataprep.io import durable
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image, record_bytes
 from dataprep.ops import phash as ph
@@ -62,10 +62,30 @@ class Audited:
 
 
 def _manifests(folder: Path) -> list[Path]:
-    """The split manifests of a folder ``dataprep split`` wrote (train, val, test first)."""
-    found = sorted(folder.glob("*.jsonl"), key=lambda p: (
-        SPLIT_ORDER.index(p.stem) if p.stem in SPLIT_ORDER else len(SPLIT_ORDER), p.stem))
-    return [p for p in found if p.name != FEATURES_NAME]
+    """The split manifests of a folder ``dataprep split`` wrote, as its ``dataprep.json``
+    names them (train, val, test first); [] for any other folder (images or shards, read by
+    :func:`dataprep.io.scan.scan`): a stray ``*.jsonl`` there is never taken for a split."""
+    from dataprep.io.files import read_json_file
+
+    ledger_path = folder / "dataprep.json"
+    if not ledger_path.is_file():
+        return []
+    ledger = read_json_file(ledger_path, SourceError)
+    if not isinstance(ledger, dict) or ledger.get("command") != "split":
+        return []
+    counts = ledger.get("counts")
+    if not isinstance(counts, dict) or not counts or not all(
+            isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in counts):
+        raise SourceError(f"{ledger_path}: damaged, 'counts' does not name the splits; rerun "
+                          "`dataprep split` into it")
+    names = sorted(counts, key=lambda n: (
+        SPLIT_ORDER.index(n) if n in SPLIT_ORDER else len(SPLIT_ORDER), n))
+    found = [folder / f"{n}.jsonl" for n in names]
+    missing = [p.name for p in found if not p.is_file()]
+    if missing:
+        raise SourceError(f"{folder}: the split's manifest {missing[0]} is missing; rerun "
+                          "`dataprep split` into it")
+    return found
 
 
 def gather(srcs: Sequence[str | os.PathLike], root: str | os.PathLike | None = None,

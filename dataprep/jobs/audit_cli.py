@@ -65,9 +65,9 @@ def audit(srcs, out, threshold, odd, weights, model, embed_size, reference, fail
     (with --weights) drift between splits, before anyone trains.
 
     \b
-    SRC: image folders, list files, manifests, the folder `dataprep split` wrote (its
-    train/val/test.jsonl are the splits), or shards; several SRC without splits are named
-    after their folders (dataprep audit data/train data/val -o audit).
+    SRC: image folders, list files, manifests, the folder `dataprep split` wrote (the
+    manifests its dataprep.json names are the splits), or shards; several SRC without
+    splits are named after their folders (dataprep audit data/train data/val -o audit).
     \b
     Writes to -o:
       report.md       every finding with counts, thresholds and files
