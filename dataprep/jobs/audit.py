@@ -180,6 +180,49 @@ def features_of(data: bytes, img: Any) -> dict[str, Any]:
     }
 
 
+def _own_names() -> set[str]:
+    """The files an audit writes into its -o (each also under its temporary name)."""
+    from dataprep.jobs.audit_drift import EMBEDDINGS_NAME
+    from dataprep.jobs.audit_report import ERRORS_NAME, SHEETS
+    from dataprep.jobs.output import LOCK_NAME
+
+    names = {FEATURES_NAME, "audit.json", "report.md", ERRORS_NAME, EMBEDDINGS_NAME, *SHEETS}
+    return names | {f".{n}.tmp" for n in names} | {LOCK_NAME}
+
+
+def _is_journal(path: Path) -> bool:
+    """``path`` starts with the header an audit writes (of any feature version)."""
+    try:
+        with open(path, "rb") as f:
+            head = json.loads(f.readline(200))
+    except (OSError, ValueError):
+        return False
+    return isinstance(head, dict) and "audit_features" in head
+
+
+def check_out(out: Path) -> None:
+    """Refuse an -o that holds what an audit did not write: a ``dataprep.json`` (the folder
+    of another verb), or, without the ``audit.json`` of an earlier audit, any file but those
+    an audit writes (a run killed before its report: resumed). Nothing is touched."""
+    if not out.is_dir():
+        return
+    if os.path.lexists(out / "dataprep.json"):
+        raise UsageError(f"-o {out} holds dataprep.json: it is another command's output; "
+                         "choose a new or empty folder for the audit")
+    if (out / "audit.json").is_file():
+        return
+    from dataprep.jobs.output import LOCK_NAME
+
+    present = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+    own = _own_names()
+    strangers = [n for n in present if n not in own]
+    if present and not strangers and not _is_journal(out / FEATURES_NAME):
+        strangers = present  # no audit's journal: these files are someone else's
+    if strangers:
+        raise UsageError(f"-o {out} is not empty and holds no audit.json ({strangers[0]!r} "
+                         "is not an audit's); choose a new or empty folder for the audit")
+
+
 # --- the journal -----------------------------------------------------------------------------
 
 
@@ -371,7 +414,8 @@ def audit(srcs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     ``model`` state_dict for the drift between ``reference`` and the other splits (needs the
     ``train`` extra). Returns an :class:`AuditResult`; writes ``features.jsonl``,
     ``audit.json``, ``report.md``, the contact sheets and (if any image was skipped)
-    ``errors.jsonl``.
+    ``audit-errors.jsonl``. An -o that holds other files than an earlier audit's is refused
+    (:func:`check_out`).
     """
     from dataprep.jobs import audit_findings as af
     from dataprep.jobs.audit_report import write_outputs
@@ -388,6 +432,7 @@ def audit(srcs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     folder = OutputFolder(out)
     folder.check_target()
     folder.check_inputs(inputs)
+    check_out(folder.path)
     if weights is not None:
         from dataprep.jobs.audit_drift import check_weights
 
