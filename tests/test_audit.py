@@ -352,3 +352,100 @@ def test_split_records_keeps_a_cluster_across_classes_in_one_split():
             assert abs(n_train - 7) <= 1
         grouped = {r.key: r.group for recs in out.values() for r in recs if r.group}
         assert grouped == groups
+
+
+# --- what a folder is, and what -o may hold ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """Six small real photos in two classes, and one file that is not an image (counted
+    among the images an audit lists, as skipped)."""
+    src = tmp_path_factory.mktemp("small") / "src"
+    for p in ALL[:3] + ALL[-3:]:
+        d = src / p.parent.name
+        d.mkdir(parents=True, exist_ok=True)
+        d.joinpath(p.stem + ".jpg").write_bytes(_jpeg(_small(p, 96)))
+    (src / ALL[0].parent.name / "broken.jpg").write_bytes(b"not an image")
+    return src
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_stray_jsonl_in_an_image_folder_is_not_a_split(small, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(small, src)
+    one = next(src.glob("*/*.jpg"))
+    (src / "captions.jsonl").write_text(json.dumps(
+        {"key": "k1", "path": str(one), "label": 0, "class_name": one.parent.name}) + "\n")
+    out = tmp_path / "out"
+    code, text = run("audit", str(src), "-o", str(out), "-j", "1", "--no-sheets")
+    assert code == 0, text
+    f = findings(out)
+    assert (f["images"], f["skipped"]) == (7, 1) and set(f["splits"]) == {"all"}
+
+
+def test_shard_folder_with_an_errors_list_is_read_as_shards(small, tmp_path):
+    shards = tmp_path / "kf"
+    code, text = run("shard", str(small), "-o", str(shards), "--keep-formats", "-j", "1")
+    assert code == 0, text
+    assert len((shards / "errors.jsonl").read_text().splitlines()) == 1
+    out = tmp_path / "out"
+    code, text = run("audit", str(shards), "-o", str(out), "-j", "1", "--no-sheets")
+    assert code == 0, text
+    assert findings(out)["images"] == 6 and set(findings(out)["splits"]) == {"train"}
+
+
+def test_split_folder_reads_only_the_manifests_its_ledger_names(small, tmp_path):
+    splits = tmp_path / "splits"
+    code, text = run("split", str(small), "-o", str(splits), "--ratio", "0.5")
+    assert code == 0, text
+    counts = json.loads((splits / "dataprep.json").read_text())["counts"]
+    one = next(small.glob("*/*.jpg"))
+    (splits / "extra.jsonl").write_text(json.dumps(
+        {"key": "k1", "path": str(one), "label": 0, "class_name": one.parent.name}) + "\n")
+    out = tmp_path / "out"
+    code, text = run("audit", str(splits), "-o", str(out), "-j", "1", "--no-sheets")
+    assert code == 0, text
+    f = findings(out)
+    assert {s: v["images"] for s, v in f["splits"].items()} == \
+        {s: n for s, n in counts.items() if n}
+    assert f["images"] == sum(counts.values()) == 7 and f["skipped"] == 1
+
+
+def test_out_holding_other_files_is_refused_untouched(small, tmp_path):
+    shards = tmp_path / "e1"
+    code, text = run("shard", str(small), "-o", str(shards), "-j", "1")
+    assert code == 0, text
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes\n")
+    (mine / "features.jsonl").write_text('{"id": 1}\n')
+    for folder, why in ((shards, "holds dataprep.json"), (mine, "holds no audit.json")):
+        before = _snapshot(folder)
+        result = CliRunner().invoke(cli, ["audit", str(small), "-o", str(folder), "-j", "1",
+                                          "--no-sheets"])
+        assert result.exit_code == 1 and why in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert _snapshot(folder) == before
+
+
+def test_rerun_and_resume_into_an_earlier_audit(small, tmp_path):
+    out = tmp_path / "out"
+    code, text = run("audit", str(small), "-o", str(out), "-j", "1", "--no-sheets")
+    assert code == 0, text
+    skipped = [json.loads(x) for x in (out / "audit-errors.jsonl").read_text().splitlines()]
+    assert [Path(e["path"]).name for e in skipped] == ["broken.jpg"]
+    assert not (out / "errors.jsonl").exists()
+    assert "listed in audit-errors.jsonl" in (out / "report.md").read_text()
+    (out / "notes.txt").write_text("kept\n")  # a file of the user's beside an audit's
+    code, text = run("audit", str(small), "-o", str(out), "-j", "1", "--no-sheets")
+    assert code == 0 and "(0 computed, 7 reused" in text, text
+    assert (out / "notes.txt").read_text() == "kept\n"
+    # a run killed before its report left only the journal: resumed, not refused
+    for name in ("audit.json", "report.md", "audit-errors.jsonl", "notes.txt"):
+        (out / name).unlink()
+    code, text = run("audit", str(small), "-o", str(out), "-j", "1", "--no-sheets")
+    assert code == 0 and "(0 computed, 7 reused" in text, text

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import ImageError, UsageError
+from dataprep.errors import ImageError, SourceError, UsageError
 from dataprep.io import durable
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image, record_bytes
 from dataprep.ops import phash as ph
@@ -62,10 +62,30 @@ class Audited:
 
 
 def _manifests(folder: Path) -> list[Path]:
-    """The split manifests of a folder ``dataprep split`` wrote (train, val, test first)."""
-    found = sorted(folder.glob("*.jsonl"), key=lambda p: (
-        SPLIT_ORDER.index(p.stem) if p.stem in SPLIT_ORDER else len(SPLIT_ORDER), p.stem))
-    return [p for p in found if p.name != FEATURES_NAME]
+    """The split manifests of a folder ``dataprep split`` wrote, as its ``dataprep.json``
+    names them (train, val, test first); [] for any other folder (images or shards, read by
+    :func:`dataprep.io.scan.scan`): a stray ``*.jsonl`` there is never taken for a split."""
+    from dataprep.io.files import read_json_file
+
+    ledger_path = folder / "dataprep.json"
+    if not ledger_path.is_file():
+        return []
+    ledger = read_json_file(ledger_path, SourceError)
+    if not isinstance(ledger, dict) or ledger.get("command") != "split":
+        return []
+    counts = ledger.get("counts")
+    if not isinstance(counts, dict) or not counts or not all(
+            isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in counts):
+        raise SourceError(f"{ledger_path}: damaged, 'counts' does not name the splits; rerun "
+                          "`dataprep split` into it")
+    names = sorted(counts, key=lambda n: (
+        SPLIT_ORDER.index(n) if n in SPLIT_ORDER else len(SPLIT_ORDER), n))
+    found = [folder / f"{n}.jsonl" for n in names]
+    missing = [p.name for p in found if not p.is_file()]
+    if missing:
+        raise SourceError(f"{folder}: the split's manifest {missing[0]} is missing; rerun "
+                          "`dataprep split` into it")
+    return found
 
 
 def gather(srcs: Sequence[str | os.PathLike], root: str | os.PathLike | None = None,
@@ -158,6 +178,49 @@ def features_of(data: bytes, img: Any) -> dict[str, Any]:
         "colorfulness": round(m.colorfulness, 3), "chroma": round(m.chroma, 3),
         "blur": round(m.blur, 2),
     }
+
+
+def _own_names() -> set[str]:
+    """The files an audit writes into its -o (each also under its temporary name)."""
+    from dataprep.jobs.audit_drift import EMBEDDINGS_NAME
+    from dataprep.jobs.audit_report import ERRORS_NAME, SHEETS
+    from dataprep.jobs.output import LOCK_NAME
+
+    names = {FEATURES_NAME, "audit.json", "report.md", ERRORS_NAME, EMBEDDINGS_NAME, *SHEETS}
+    return names | {f".{n}.tmp" for n in names} | {LOCK_NAME}
+
+
+def _is_journal(path: Path) -> bool:
+    """``path`` starts with the header an audit writes (of any feature version)."""
+    try:
+        with open(path, "rb") as f:
+            head = json.loads(f.readline(200))
+    except (OSError, ValueError):
+        return False
+    return isinstance(head, dict) and "audit_features" in head
+
+
+def check_out(out: Path) -> None:
+    """Refuse an -o that holds what an audit did not write: a ``dataprep.json`` (the folder
+    of another verb), or, without the ``audit.json`` of an earlier audit, any file but those
+    an audit writes (a run killed before its report: resumed). Nothing is touched."""
+    if not out.is_dir():
+        return
+    if os.path.lexists(out / "dataprep.json"):
+        raise UsageError(f"-o {out} holds dataprep.json: it is another command's output; "
+                         "choose a new or empty folder for the audit")
+    if (out / "audit.json").is_file():
+        return
+    from dataprep.jobs.output import LOCK_NAME
+
+    present = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+    own = _own_names()
+    strangers = [n for n in present if n not in own]
+    if present and not strangers and not _is_journal(out / FEATURES_NAME):
+        strangers = present  # no audit's journal: these files are someone else's
+    if strangers:
+        raise UsageError(f"-o {out} is not empty and holds no audit.json ({strangers[0]!r} "
+                         "is not an audit's); choose a new or empty folder for the audit")
 
 
 # --- the journal -----------------------------------------------------------------------------
@@ -351,7 +414,8 @@ def audit(srcs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     ``model`` state_dict for the drift between ``reference`` and the other splits (needs the
     ``train`` extra). Returns an :class:`AuditResult`; writes ``features.jsonl``,
     ``audit.json``, ``report.md``, the contact sheets and (if any image was skipped)
-    ``errors.jsonl``.
+    ``audit-errors.jsonl``. An -o that holds other files than an earlier audit's is refused
+    (:func:`check_out`).
     """
     from dataprep.jobs import audit_findings as af
     from dataprep.jobs.audit_report import write_outputs
@@ -368,6 +432,7 @@ def audit(srcs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     folder = OutputFolder(out)
     folder.check_target()
     folder.check_inputs(inputs)
+    check_out(folder.path)
     if weights is not None:
         from dataprep.jobs.audit_drift import check_weights
 

@@ -33,7 +33,8 @@ def _odd(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> 
 @click.command("audit")
 @click.argument("srcs", nargs=-1, required=True, metavar="SRC...")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for audit.json, report.md, features.jsonl and the contact sheets.")
+              help="Folder for audit.json, report.md, features.jsonl and the contact sheets: "
+                   "new, empty or an earlier audit's (resumed); any other is refused.")
 @click.option("--threshold", type=click.IntRange(0, 63), default=None,
               help="Near duplicates: Hamming distance, in bits of 64, up to which two images "
                    "(or one and the other's mirror) match, in both the DCT hash and the "
@@ -65,9 +66,9 @@ def audit(srcs, out, threshold, odd, weights, model, embed_size, reference, fail
     (with --weights) drift between splits, before anyone trains.
 
     \b
-    SRC: image folders, list files, manifests, the folder `dataprep split` wrote (its
-    train/val/test.jsonl are the splits), or shards; several SRC without splits are named
-    after their folders (dataprep audit data/train data/val -o audit).
+    SRC: image folders, list files, manifests, the folder `dataprep split` wrote (the
+    manifests its dataprep.json names are the splits), or shards; several SRC without
+    splits are named after their folders (dataprep audit data/train data/val -o audit).
     \b
     Writes to -o:
       report.md       every finding with counts, thresholds and files
@@ -76,6 +77,7 @@ def audit(srcs, out, threshold, odd, weights, model, embed_size, reference, fail
                       computes only new or changed images
       embeddings.npz  with --weights: the embeddings, reused the same way
       clusters.png, leakage.png, odd.png, drift.png   contact sheets
+      audit-errors.jsonl  the inputs that could not be read (when any)
     \b
     Example:
       dataprep split photos/ -o splits && dataprep audit splits -o audit --fail-on leakage

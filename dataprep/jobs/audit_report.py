@@ -21,6 +21,7 @@ MAX_ROWS = 24  # rows a sheet shows at most (the report lists everything)
 MAX_COLUMNS = 8  # images a row shows at most
 MIN_COLUMNS = 5  # a sheet is at least this many cells wide
 LIST_MAX = 20  # entries per finding the report lists (audit.json holds all)
+ERRORS_NAME = "audit-errors.jsonl"  # not errors.jsonl: the shard verbs' list
 SHEETS = ("clusters.png", "leakage.png", "odd.png", "drift.png")
 
 
@@ -64,7 +65,7 @@ def report_md(f: dict[str, Any], errors: Sequence[dict[str, Any]], sheets: list[
     """The human report: every finding with counts, thresholds and (up to ``LIST_MAX``) files."""
     t = f["thresholds"]
     lines = ["# Dataset audit", "",
-             f"{f['images']:,} images ({f['skipped']:,} skipped, listed in errors.jsonl); "
+             f"{f['images']:,} images ({f['skipped']:,} skipped, listed in {ERRORS_NAME}); "
              f"splits: {', '.join(f['splits'])}.", ""]
     lines += _split_table(f)
     lines += ["## Exact duplicates", "",
@@ -291,8 +292,8 @@ def write_outputs(out: Path, findings: dict[str, Any], errors: Sequence[dict[str
                   records: Callable[[], Iterable[Any]] | None = None,
                   max_pixels: int = 178_956_970) -> list[str]:
     """Write the sheets (when ``records``, a fresh stream of the audited records, is given),
-    ``report.md``, ``audit.json`` and ``errors.jsonl`` (removed when nothing was skipped) into
-    ``out``; returns the names written."""
+    ``report.md``, ``audit.json`` and ``audit-errors.jsonl`` (removed when nothing was
+    skipped) into ``out``; returns the names written."""
     written: list[str] = []
     if records is not None:
         plan = sheet_rows(findings)
@@ -308,10 +309,10 @@ def write_outputs(out: Path, findings: dict[str, Any], errors: Sequence[dict[str
     durable.write_atomic(out / "report.md", report_md(findings, errors, written).encode())
     write_json_atomic(out / "audit.json", findings)
     if errors:
-        durable.write_atomic(out / "errors.jsonl", b"".join(
+        durable.write_atomic(out / ERRORS_NAME, b"".join(
             json.dumps(dict(e, command="audit"), sort_keys=True).encode() + b"\n"
             for e in errors))
-        written.append("errors.jsonl")
+        written.append(ERRORS_NAME)
     else:
-        durable.unlink(out / "errors.jsonl")
+        durable.unlink(out / ERRORS_NAME)
     return ["audit.json", "report.md", *written]
