@@ -229,14 +229,14 @@ def test_resume_skips_done_records(planted, tmp_path):
     assert code == 0 and "0 reused" in text
     n = findings(out)["images"]
     code, text = run("audit", str(src), "-o", str(out), "-j", "1", "--no-sheets")
-    assert f"(0 computed, {n} reused" in text
+    assert f"(0 read, {n} reused" in text
     # a new image, and a torn last journal line (a kill mid-write): only those are computed
     shutil.copy(planted["near"], src / planted["odd"].name / "new.jpg")
     journal = out / "features.jsonl"
     data = journal.read_bytes()
     journal.write_bytes(data[: len(data) - 40])
     code, text = run("audit", str(src), "-o", str(out), "-j", "1", "--no-sheets")
-    assert code == 0 and f"(2 computed, {n - 1} reused" in text
+    assert code == 0 and f"(2 read, {n - 1} reused" in text
     first = {json.loads(x)["path"]: json.loads(x).get("features")
              for x in journal.read_text().splitlines()[1:]}
     assert len(first) == n + 1 and all(first.values())
@@ -442,10 +442,22 @@ def test_rerun_and_resume_into_an_earlier_audit(small, tmp_path):
     assert "listed in audit-errors.jsonl" in (out / "report.md").read_text()
     (out / "notes.txt").write_text("kept\n")  # a file of the user's beside an audit's
     code, text = run("audit", str(small), "-o", str(out), "-j", "1", "--no-sheets")
-    assert code == 0 and "(0 computed, 7 reused" in text, text
+    assert code == 0 and "(0 read, 7 reused" in text, text
     assert (out / "notes.txt").read_text() == "kept\n"
     # a run killed before its report left only the journal: resumed, not refused
     for name in ("audit.json", "report.md", "audit-errors.jsonl", "notes.txt"):
         (out / name).unlink()
     code, text = run("audit", str(small), "-o", str(out), "-j", "1", "--no-sheets")
-    assert code == 0 and "(0 computed, 7 reused" in text, text
+    assert code == 0 and "(0 read, 7 reused" in text, text
+
+
+def test_the_summary_counts_audited_images_apart_from_skipped_inputs(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(PHOTOS, src)
+    (src / "animals" / "broken.jpg").write_bytes(b"not an image")
+    n = sum(1 for p in src.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+    code, text = run("audit", str(src), "-o", str(tmp_path / "au"), "--no-sheets", "-j", "1")
+    assert code == 0 and f"audit: {n - 1:,} images audited of {n:,} inputs" in text, text
+    assert text.splitlines()[0].endswith("; 1 skipped")
+    report = (tmp_path / "au" / "report.md").read_text()
+    assert f"{n - 1:,} images audited of {n:,} inputs (1 skipped" in report

@@ -380,9 +380,10 @@ class AuditResult:
 
         n = self.computed + self.reused
         rate = self.computed / self.seconds if self.seconds > 0 else 0.0
-        out = [f"audit: {n:,} images ({self.computed:,} computed, {self.reused:,} reused from "
-               f"{FEATURES_NAME}) in {self.seconds:.1f} s, {rate:,.1f} images/s on "
-               f"{self.jobs} workers; {len(self.errors):,} skipped"]
+        skipped = int(self.findings.get("skipped", len(self.errors)))
+        out = [f"audit: {n - skipped:,} images audited of {n:,} inputs ({self.computed:,} read, "
+               f"{self.reused:,} reused from {FEATURES_NAME}) in {self.seconds:.1f} s, "
+               f"{rate:,.1f} inputs/s on {self.jobs} workers; {skipped:,} skipped"]
         out += summary_lines(self.findings)
         out.append(f"wrote {', '.join(self.files)} to {self.out_dir}")
         return out

@@ -65,7 +65,8 @@ def report_md(f: dict[str, Any], errors: Sequence[dict[str, Any]], sheets: list[
     """The human report: every finding with counts, thresholds and (up to ``LIST_MAX``) files."""
     t = f["thresholds"]
     lines = ["# Dataset audit", "",
-             f"{f['images']:,} images ({f['skipped']:,} skipped, listed in {ERRORS_NAME}); "
+             f"{f['images'] - f['skipped']:,} images audited of {f['images']:,} inputs "
+             f"({f['skipped']:,} skipped, listed in {ERRORS_NAME}); "
              f"splits: {', '.join(f['splits'])}.", ""]
     lines += _split_table(f)
     lines += ["## Exact duplicates", "",
