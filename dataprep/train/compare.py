@@ -366,10 +366,10 @@ def compare(paths: list[str | Path], out: str | Path | None = None,
     if len(letters) > 1:
         counts = sorted({(r.val_set, len(r.config.get("classes") or []), r.val_samples)
                          for r in rows})
-        sets = ", ".join(f"{v}: {c} classes, {n if n is not None else '?'} val images"
+        sets = "; ".join(f"{v}: {c} classes, {n if n is not None else '?'} val images"
                          for v, c, n in counts)
         notes.insert(0, f"the runs were scored on {len(letters)} different validation sets "
-                        f"({sets}; or other data of the same size); their top-1 are not "
+                        f"({sets}; equal counts: other data); their top-1 are not "
                         "comparable across sets, and ties are marked only within the best "
                         "run's")
     se = n = None
