@@ -13,7 +13,11 @@ Per run (a ``dataprep train`` run folder; a sweep folder stands for its ``runs/*
 
 Rows are sorted by top-1 (best first). A run whose top-1 is within one standard error of the
 best's, ``sqrt(p (1 - p) / n)`` with ``p`` the best top-1 and ``n`` its validation images, is
-marked a tie: on that validation set the difference is noise. ``evaluate`` reports found in a
+marked a tie: on that validation set the difference is noise. Runs scored on other
+validation sets (another class list, val image count or, where a sweep recorded it, data) are
+lettered apart in a "val set" column, noted, and never marked ties of the best. A sweep
+folder stands for the runs its ``sweep.json`` names (the current SPEC's; ``--all``: every
+run folder under ``runs/``). ``evaluate`` reports found in a
 run folder (``RUN/*/metrics.json``) add a table of top-1 per test-time mode.
 
 With ``-o DIR``: ``compare.md``, ``compare.csv`` and ``compare.png`` (validation top-1 and
@@ -60,6 +64,8 @@ class RunRow:
     parameters: int | None = None
     val_samples: int | None = None
     tie: str = ""  # "best", "tie" or ""
+    data_sha256: str | None = None  # the data identity its sweep recorded (sweep-run.json)
+    val_set: str = ""  # "A", "B", ...: runs with the same letter share a validation set
     after: str | None = None  # started from this compared run's best.pt
     tta: dict[str, float] = field(default_factory=dict)  # evaluate mode -> top-1
 
@@ -70,6 +76,7 @@ class Comparison:
     varied: list[str]
     standard_error: float | None  # of the best top-1
     n: int | None  # validation images of the best run
+    notes: list[str] = field(default_factory=list)  # warnings: other val sets, runs left out
 
     def table(self) -> list[dict[str, Any]]:
         """One dict per row, in order: the CSV's columns (the varied flags by their names,
@@ -82,7 +89,8 @@ class Comparison:
                      best_epoch=r.best_epoch, epochs_run=r.epochs, stopped=r.stopped or "",
                      wall_seconds=round(r.wall_seconds, 3),
                      images_per_s=None if r.images_per_s is None else round(r.images_per_s, 1),
-                     parameters=r.parameters, val_samples=r.val_samples, tie=r.tie,
+                     parameters=r.parameters, val_samples=r.val_samples,
+                     val_set=r.val_set, tie=r.tie,
                      path=str(r.path))
             out.append(d)
         return out
@@ -97,8 +105,9 @@ class Comparison:
 
     def lines(self) -> list[str]:
         """The Markdown table (it reads as plain text too), the tie rule, the TTA table."""
+        sets = len({r.val_set for r in self.rows}) > 1
         head = ["run", *self.varied, "top-1", "top-5", "class-mean", "epoch", "wall s",
-                "img/s", "params", "tie"]
+                "img/s", "params", *(["val set"] if sets else []), "tie"]
         body = []
         for r in self.rows:
             epoch = "-" if r.best_epoch is None else f"{r.best_epoch}/{r.epochs}"
@@ -109,13 +118,17 @@ class Comparison:
             body.append([r.name, *(flag_text(k, r.config.get(k)) for k in self.varied),
                          _f(r.top1), _f(r.top5), _f(r.class_top1), epoch,
                          f"{r.wall_seconds:.1f}", _f(r.images_per_s, ".0f"),
-                         "-" if r.parameters is None else f"{r.parameters:,}", r.tie])
+                         "-" if r.parameters is None else f"{r.parameters:,}",
+                         *([r.val_set] if sets else []), r.tie])
         out = _markdown(head, body)
         if self.standard_error is not None:
-            out += ["", f"tie: top-1 within one standard error of the best, "
+            among = (f", among the runs on its val set {self.rows[0].val_set}" if sets else "")
+            out += ["", f"tie: top-1 within one standard error of the best{among}, "
                         f"sqrt(p(1-p)/n) = {self.standard_error:.4f} (p = "
                         f"{self.rows[0].top1:.4f}, n = {self.n} val images); top-5 and "
                         "class-mean are of the best top-1's epoch"]
+        if self.notes:
+            out += ["", *(f"note: {n}" for n in self.notes)]
         modes = sorted({m for r in self.rows for m in r.tta})
         if modes:
             out += ["", "evaluate top-1 per test-time mode:", ""]
@@ -225,15 +238,41 @@ def flag_text(key: str, value: Any) -> str:
     return text
 
 
-def run_folders(paths: list[str | Path]) -> list[Path]:
+def sweep_names(sweep: Path) -> set[str] | None:
+    """The runs the sweep's current SPEC names (``sweep.json``'s ``names``; with --shard, every
+    ``sweep-I-of-N.json``'s), or None when no ledger names them."""
+    names: set[str] = set()
+    found = False
+    for ledger in sorted(sweep.glob("sweep*.json")):
+        try:
+            data = json.loads(ledger.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("names"), list):
+            found = True
+            names.update(str(n) for n in data["names"])
+    return names if found else None
+
+
+def run_folders(paths: list[str | Path], all_runs: bool = False,
+                notes: list[str] | None = None) -> list[Path]:
     """Run folders of ``paths``: a folder holding ``metrics.jsonl`` is one; a sweep folder
-    (``runs/`` inside) stands for its runs that have one. Anything else is refused."""
+    (``runs/`` inside) stands for its runs that have one and that its ``sweep.json`` names
+    (the current SPEC's; every one with ``all_runs``). Anything else is refused. What was
+    left out is said in ``notes``."""
     out: list[Path] = []
     for p in map(Path, paths):
         if (p / "metrics.jsonl").is_file():
             out.append(p)
         elif (p / "runs").is_dir():
             found = sorted(r for r in (p / "runs").iterdir() if (r / "metrics.jsonl").is_file())
+            names = None if all_runs else sweep_names(p)
+            if names is not None:
+                other = [r for r in found if r.name not in names]
+                found = [r for r in found if r.name in names]
+                if other and notes is not None:
+                    notes.append(f"{len(other)} run folder(s) in {p / 'runs'} that its sweep "
+                                 "spec no longer names were left out (--all includes them)")
             if not found:
                 raise UsageError(f"{p} is a sweep with no run that finished an epoch yet")
             out += found
@@ -274,6 +313,11 @@ def load_run(path: Path) -> RunRow:
         row.class_top1 = best.get("val_class_top1")
         row.best_epoch, row.val_samples = int(best["epoch"]), best.get("val_samples")
     row.parameters = config.get("resolved", {}).get("parameters")
+    try:
+        identity = json.loads((path / "sweep-run.json").read_text()).get("data_identity")
+        row.data_sha256 = identity.get("sha256") if isinstance(identity, dict) else None
+    except (OSError, json.JSONDecodeError, AttributeError):
+        pass
     for report in sorted(path.glob("*/metrics.json")):
         try:
             modes = json.loads(report.read_text()).get("modes", {})
@@ -284,21 +328,50 @@ def load_run(path: Path) -> RunRow:
     return row
 
 
+def _letter(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"Z{i - 25}"
+
+
 def standard_error(p: float, n: int) -> float:
     """Standard error of an accuracy ``p`` measured on ``n`` images."""
     return math.sqrt(p * (1 - p) / n) if n > 0 else 0.0
 
 
-def compare(paths: list[str | Path], out: str | Path | None = None) -> Comparison:
-    """Compare the runs of ``paths`` (run or sweep folders); with ``out``, write
-    ``compare.md``, ``compare.csv`` and ``compare.png`` there."""
-    rows = [load_run(p) for p in run_folders(paths)]
+def val_set_key(row: RunRow) -> str:
+    """Runs with equal keys were scored on the same validation set: the same class list, val
+    image count and (where a sweep recorded it) data identity."""
+    return json.dumps([row.config.get("classes"), row.val_samples, row.data_sha256])
+
+
+def compare(paths: list[str | Path], out: str | Path | None = None,
+            all_runs: bool = False) -> Comparison:
+    """Compare the runs of ``paths`` (run or sweep folders; a sweep's current runs, or every
+    run folder with ``all_runs``); with ``out``, write ``compare.md``, ``compare.csv`` and
+    ``compare.png`` there. Ties are marked only among runs on the best run's validation
+    set; runs on others are lettered apart and noted."""
+    notes: list[str] = []
+    rows = [load_run(p) for p in run_folders(paths, all_runs, notes)]
     rows.sort(key=lambda r: (r.top1 is None, -(r.top1 or 0.0), r.name))
     names = {str(r.path.resolve()): r.name for r in rows}
     for r in rows:  # a second stage: --weights is another compared run's checkpoint
         weights = r.config.get("weights")
         if weights:
             r.after = names.get(str(Path(weights).resolve().parent))
+    letters: dict[str, str] = {}
+    for r in rows:  # A: the best run's validation set, B, C, ...: others, in row order
+        key = val_set_key(r)
+        if key not in letters:
+            letters[key] = _letter(len(letters))
+        r.val_set = letters[key]
+    if len(letters) > 1:
+        counts = sorted({(r.val_set, len(r.config.get("classes") or []), r.val_samples)
+                         for r in rows})
+        sets = "; ".join(f"{v}: {c} classes, {n if n is not None else '?'} val images"
+                         for v, c, n in counts)
+        notes.insert(0, f"the runs were scored on {len(letters)} different validation sets "
+                        f"({sets}; equal counts: other data); their top-1 are not "
+                        "comparable across sets, and ties are marked only within the best "
+                        "run's")
     se = n = None
     best = rows[0]
     if best.top1 is not None and best.val_samples:
@@ -306,6 +379,8 @@ def compare(paths: list[str | Path], out: str | Path | None = None) -> Compariso
         se = standard_error(best.top1, n)
         best.tie = "best"
         for r in rows[1:]:
+            if r.val_set != best.val_set:
+                continue
             if r.top1 is not None and (best.top1 - r.top1 < se or r.top1 == best.top1):
                 r.tie = "tie"
     keys = sorted({k for r in rows for k in r.config} - NOT_FLAGS)
@@ -313,7 +388,7 @@ def compare(paths: list[str | Path], out: str | Path | None = None) -> Compariso
                                       for r in rows}) > 1]
     if "data" in varied and len({flag_text("data", r.config.get("data")) for r in rows}) == 1:
         varied.remove("data")  # the same data, spelled differently
-    result = Comparison(rows, varied, se, n)
+    result = Comparison(rows, varied, se, n, notes)
     if out is not None:
         result.write(out)
     return result
@@ -324,12 +399,17 @@ def compare(paths: list[str | Path], out: str | Path | None = None) -> Compariso
 @click.option("--out", "-o", default=None, type=click.Path(file_okay=False),
               help="Write compare.md, compare.csv and compare.png (validation top-1 and loss "
                    "curves overlaid) here [default: print the table only].")
-def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
+@click.option("--all", "all_runs", is_flag=True,
+              help="For a sweep folder: every run folder under runs/, also those its current "
+                   "spec no longer names [default: the runs its sweep.json names].")
+def compare_cmd(runs: tuple[str, ...], out: str | None, all_runs: bool) -> None:
     """Compare train runs: the flags that differ, best val top-1 / top-5, class-mean top-1,
     epochs, wall time, images/s and parameters, best first; ties (within one standard error
     of the best top-1 on its validation set) marked.
 
-    RUN: a `dataprep train -o` folder, or a `dataprep sweep -o` folder (its runs/*). Every
+    RUN: a `dataprep train -o` folder, or a `dataprep sweep -o` folder (the runs/* its
+    sweep.json names; --all: every one). Runs scored on different validation sets (other
+    classes, val image counts or data) get a "val set" letter and a warning. Every
     number is read from the runs' own metrics.jsonl and config.json; `dataprep evaluate`
     reports inside a run folder (RUN/*/metrics.json) add a top-1 table per test-time mode.
 
@@ -339,11 +419,13 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
       dataprep compare machine1/runs/* machine2/runs/* -o compared
     """
     try:
-        result = compare(list(runs), out)
+        result = compare(list(runs), out, all_runs=all_runs)
     except (DataprepError, OSError) as exc:
         if (message := cli_message(exc)) is None:
             raise
         raise click.ClickException(message) from exc
     click.echo("\n".join(result.lines()))
+    for note in result.notes:
+        click.echo(f"warning: {note}", err=True)
     if out:
         click.echo(f"comparison: {out}/compare.md, compare.csv, compare.png")

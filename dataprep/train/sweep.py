@@ -30,9 +30,13 @@ Runs go one after another, each ``python -m dataprep train`` in its own process 
 also in ``RUN/train.log``); ``RUN/sweep-run.json`` holds the flags it was made with. A rerun
 reads every run folder: finished runs (all epochs, or stopped early / diverged) are skipped, an
 interrupted one continues with ``--resume`` from its ``last.pt``, and a run whose flags in the
-SPEC changed is refused, naming the flag. ``SWEEP/sweep.json`` (written atomically) records
-each run's state, command and times. At the end, :func:`dataprep.train.compare.compare` writes
-``SWEEP/compare.md``, ``compare.csv`` and ``compare.png``.
+SPEC changed is refused, naming the flag. ``sweep-run.json`` also holds the identity of the
+data the run was trained on (:func:`data_identity`): a finished or interrupted run whose data
+folder holds other data now is refused too. ``-o`` may not be, be inside or hold a run's
+data. ``SWEEP/sweep.json`` (written atomically) records each run's state, command and times,
+and the current SPEC's run names (``dataprep compare SWEEP`` shows those). At the end,
+:func:`dataprep.train.compare.compare` writes ``SWEEP/compare.md``, ``compare.csv`` and
+``compare.png``.
 
 Importing this module is cheap (click and stdlib only).
 """
@@ -366,8 +370,58 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
+def data_identity(data: Any) -> dict[str, Any] | None:
+    """What a run's validation figures depend on: the sha256 of the train and val entries of
+    the data folder's ledger (``dataprep.json``: their shards' names, sizes and sha256), the
+    class list and the val image count. None for data without a readable ledger (a URL, a
+    folder not written by dataprep): nothing to compare then."""
+    from dataprep.io.manifest import read_ledger
+
+    if not isinstance(data, str) or "://" in data or not os.path.isdir(data):
+        return None
+    try:
+        splits = read_ledger(data).get("splits", {})
+    except (DataprepError, OSError):
+        return None
+    entries = {s: _data_entry(splits.get(s)) for s in ("train", "val")}
+    if not any(entries.values()):
+        return None
+    blob = json.dumps(entries, sort_keys=True).encode()
+    val, train = splits.get("val") or {}, splits.get("train") or {}
+    classes = val.get("classes") or train.get("classes")
+    shards = val.get("shards") if isinstance(val.get("shards"), list) else []
+    return {"sha256": hashlib.sha256(blob).hexdigest(),
+            "classes": classes if isinstance(classes, list) else None,
+            "val_samples": sum(int(sh.get("num_samples", 0)) for sh in shards
+                               if isinstance(sh, dict)) if val else None}
+
+
+def _data_entry(entry: Any) -> Any:
+    """A split's ledger entry, less what changes when the same data is written again."""
+    if not isinstance(entry, dict) or "shards" not in entry:
+        return entry
+    return {k: entry[k] for k in ("format", "classes", "shards") if k in entry}
+
+
+def _data_changes(old: dict[str, Any], new: dict[str, Any] | None) -> list[str]:
+    if new is None:
+        return ["its data has no readable dataprep.json now"]
+    out = []
+    if old.get("classes") != new.get("classes"):
+        a, b = old.get("classes") or [], new.get("classes") or []
+        out.append(f"{len(a)} classes then, {len(b)} now")
+    if old.get("val_samples") != new.get("val_samples"):
+        out.append(f"{old.get('val_samples')} val images then, {new.get('val_samples')} now")
+    if not out and old.get("sha256") != new.get("sha256"):
+        out.append(f"shards sha256 {str(old.get('sha256'))[:12]} then, "
+                   f"{str(new.get('sha256'))[:12]} now")
+    return out
+
+
 def check_existing(runs: list[Run], root: Path) -> None:
-    """Refuse before anything runs when a run folder was made with other flags."""
+    """Refuse before anything runs when a run folder was made with other flags, or a finished
+    or interrupted run was trained on other data than its data folder holds now."""
+    identities: dict[str, dict[str, Any] | None] = {}
     for run in runs:
         path = root / RUNS_DIR / run.name / RUN_FILE
         if not path.exists():
@@ -385,6 +439,17 @@ def check_existing(runs: list[Run], root: Path) -> None:
             raise UsageError(f"run {run.name} in {root} was made with other flags ("
                              f"{'; '.join(diff)}); restore the spec, delete "
                              f"{path.parent} to run it again, or use another -o")
+        if old.get("data_identity") is None or run_state(run, path.parent) == "new":
+            continue
+        data = str(run.flags.get("data"))
+        if data not in identities:
+            identities[data] = data_identity(data)
+        changes = (_data_changes(old["data_identity"], identities[data])
+                   if old["data_identity"] != identities[data] else [])
+        if changes:
+            raise UsageError(f"run {run.name} in {root} was trained on other data than "
+                             f"{data} holds now ({'; '.join(changes)}); use another -o, or "
+                             f"delete {path.parent} to train it again")
 
 
 class Ledger:
@@ -401,6 +466,11 @@ class Ledger:
             self.data.setdefault("runs", {})
         self.data.update(spec=os.path.abspath(spec),
                          shard=f"{shard[0]}/{shard[1]}" if shard else None)
+
+    def name_runs(self, names: list[str]) -> None:
+        """Record the current SPEC's runs (``names``): `dataprep compare SWEEP` shows these."""
+        self.data["names"] = names
+        self.save()
 
     def update(self, name: str, **values: Any) -> None:
         self.data["runs"].setdefault(name, {}).update(values)
@@ -504,6 +574,10 @@ def sweep(spec_path: str | Path, out: str | Path, *, dry_run: bool = False,
     :class:`UsageError` for a bad SPEC or a changed run before anything runs."""
     spec = load_spec(spec_path)
     root = Path(out)
+    from dataprep.jobs.output import OutputFolder
+
+    datas = {str(r.flags["data"]) for r in spec.runs if "data" in r.flags}
+    OutputFolder(root).check_inputs(sorted(datas))  # -o in, at or holding a run's data
     _check_root(root)
     mine = [r for r in spec.runs if shard is None or r.group % shard[1] == shard[0] - 1]
     check_existing(spec.runs, root)
@@ -516,6 +590,7 @@ def sweep(spec_path: str | Path, out: str | Path, *, dry_run: bool = False,
     try:
         ledger_name = (f"sweep-{shard[0]}-of-{shard[1]}.json" if shard else LEDGER_NAME)
         ledger = Ledger(root / ledger_name, spec.path, shard)
+        ledger.name_runs([r.name for r in spec.runs])
         started = 0
         for i, run in enumerate(mine):
             run_dir = root / RUNS_DIR / run.name
@@ -571,8 +646,15 @@ def _start(run: Run, run_dir: Path, root: Path, state: str, ledger: Ledger,
     if state == "interrupted":
         argv.append("--resume")
     run_dir.mkdir(parents=True, exist_ok=True)
-    durable.write_atomic(run_dir / RUN_FILE, (json.dumps(
-        {"name": run.name, "stage": run.stage, **run.identity}, indent=2) + "\n").encode())
+    record = {"name": run.name, "stage": run.stage, **run.identity,
+              "data_identity": data_identity(run.flags.get("data"))}
+    if state == "interrupted" and (run_dir / RUN_FILE).exists():
+        try:  # resumed: it keeps the data it started on (checked equal before)
+            record["data_identity"] = json.loads((run_dir / RUN_FILE).read_text()).get(
+                "data_identity", record["data_identity"])
+        except (OSError, json.JSONDecodeError):
+            pass
+    durable.write_atomic(run_dir / RUN_FILE, (json.dumps(record, indent=2) + "\n").encode())
     cmd = launch_command(run_dir, argv, nproc)
     log(f"{label}: {'resuming' if state == 'interrupted' else 'training'} "
         f"({' '.join(cmd[cmd.index('train'):])})")
@@ -736,7 +818,8 @@ def sweep_cmd(spec: str, out: str, dry_run: bool, probe_steps: int, shard: str |
 
     Each run is an ordinary run folder SWEEP/runs/<name> (optimizer=adam,lr=0.001; a
     variant's name; <name>+then). A rerun skips finished runs, resumes an interrupted one
-    (train --resume) and refuses a run whose flags the SPEC changed. At the end, compare
+    (train --resume) and refuses a run whose flags the SPEC changed or whose data folder
+    now holds other data (other shards, classes or val count). At the end, compare
     writes SWEEP/compare.md, compare.csv and compare.png.
 
     Several machines: give each the same SPEC and --shard I/N (I = 1..N), with a shared -o or

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -400,3 +401,87 @@ def test_ctrl_c_stops_the_run_and_records_it(tmp_path: Path, shards: Path) -> No
     ledger = json.loads((out / "sweep.json").read_text())
     assert ledger["runs"]["base"]["state"] == "interrupted"
     assert 1 <= len(read_metrics(run)) < 50 and (run / "last.pt").exists()
+
+
+# -- the data a run was scored on; the runs compare shows; -o and the data ------------------------
+
+
+@pytest.mark.slow  # two one-epoch trainings
+def test_rerun_after_the_data_changed_is_refused_and_compare_shows_the_specs_runs(
+        tmp_path: Path) -> None:
+    data = make_shards(tmp_path / "shy", train_per_class=4, val_per_class=4, max_count=8)
+    out = tmp_path / "sweep"
+    base = "epochs = 1\n[grid]\nlr = [{}]\n"
+    first = dataprep("sweep", str(write_spec(tmp_path / "a.toml", base.format("0.05"), data)),
+                     "-o", str(out), "--quiet")
+    assert first.returncode == 0, first.stderr
+    record = json.loads((out / "runs" / "lr=0.05" / "sweep-run.json").read_text())
+    assert record["data_identity"]["val_samples"] == 12 == read_metrics(
+        out / "runs" / "lr=0.05")[-1]["val_samples"]
+    assert record["data_identity"]["classes"] == ["red", "green", "blue"]
+    # a later spec drops lr=0.05: the sweep's table and `compare SWEEP` leave it out
+    second = dataprep("sweep", str(write_spec(tmp_path / "b.toml", base.format("0.01"), data)),
+                      "-o", str(out), "--quiet")
+    assert second.returncode == 0, second.stderr
+    with open(out / "compare.csv", newline="") as f:
+        assert [r["run"] for r in csv.DictReader(f)] == ["lr=0.01"]
+    shown = CliRunner().invoke(cli, ["compare", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "lr=0.01" in shown.output and "lr=0.05" not in shown.output.split("note:")[0]
+    assert "1 run folder(s)" in shown.output and "--all" in shown.output
+    everything = compare([out], all_runs=True)
+    assert sorted(r.name for r in everything.rows) == ["lr=0.01", "lr=0.05"]
+    assert not everything.notes  # the same val set: no warning
+    # other data in the same folder, one more grid value: the finished runs are refused
+    shutil.rmtree(data)
+    make_shards(data, train_per_class=4, val_per_class=2, max_count=8)
+    third = dataprep("sweep", str(write_spec(tmp_path / "c.toml", base.format("0.01, 0.02"),
+                                             data)), "-o", str(out), "--quiet")
+    assert third.returncode == 1
+    line = third.stderr.strip().splitlines()[-1]
+    assert "run lr=0.01 in" in line and "other data" in line, third.stderr
+    assert "12 val images then, 6 now" in line and "another -o" in line
+    assert not (out / "runs" / "lr=0.02").exists()
+
+
+def test_compare_marks_runs_on_other_validation_sets_and_ties_within_one(
+        tmp_path: Path) -> None:
+    five, six = [f"c{i}" for i in range(5)], [f"c{i}" for i in range(6)]
+    runs = [fake_run(tmp_path, "big", [0.60], n=164, classes=six),
+            fake_run(tmp_path, "small-a", [0.58], n=7, classes=five),  # within 164's se
+            fake_run(tmp_path, "small-b", [0.40], n=7, classes=five),
+            fake_run(tmp_path, "big-tie", [0.57], n=164, classes=six)]
+    result = compare(runs)
+    assert [(r.name, r.val_set, r.tie) for r in result.rows] == [
+        ("big", "A", "best"), ("small-a", "B", ""), ("big-tie", "A", "tie"),
+        ("small-b", "B", "")]
+    assert result.n == 164
+    text = "\n".join(result.lines())
+    assert "val set" in text.splitlines()[0]
+    assert "2 different validation sets" in text and "A: 6 classes, 164 val images" in text
+    assert "B: 5 classes, 7 val images" in text
+    assert [r["val_set"] for r in result.table()] == ["A", "B", "A", "B"]
+    cli_run = CliRunner().invoke(cli, ["compare", *map(str, runs)])
+    assert cli_run.exit_code == 0 and "warning: the runs were scored on 2" in cli_run.output
+    # the same classes and count but other shards (a sweep's data identity): other sets too
+    for name, sha in (("big", "aa"), ("big-tie", "bb")):
+        (tmp_path / name / "sweep-run.json").write_text(json.dumps(
+            {"data_identity": {"sha256": sha, "classes": six, "val_samples": 164}}))
+    again = compare(runs)
+    assert {r.name: r.tie for r in again.rows}["big-tie"] == ""
+    assert len({r.val_set for r in again.rows}) == 3
+
+
+@pytest.mark.parametrize("where", ["inside", "equal", "holding"])
+def test_sweep_out_at_inside_or_holding_its_data_is_refused(tmp_path: Path, shards: Path,
+                                                           where: str) -> None:
+    out = {"inside": shards / "sw", "equal": shards, "holding": tmp_path}[where]
+    spec = write_spec(tmp_path / "s.toml", "epochs = 1\n", shards)
+    before = sorted(p.name for p in shards.iterdir())
+    result = CliRunner().invoke(cli, ["sweep", str(spec), "-o", str(out)])
+    assert result.exit_code != 0
+    assert "the run would write where it reads" in result.output, result.output
+    assert str(shards) in result.output
+    assert sorted(p.name for p in shards.iterdir()) == before  # nothing written there
+    verify = CliRunner().invoke(cli, ["verify", str(shards)])
+    assert "in no ledger" not in verify.output and str(shards) in verify.output
