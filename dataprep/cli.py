@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import click
 
 from dataprep import __version__, units
-from dataprep.errors import DataprepError, UsageError, cli_message
+from dataprep.errors import DataprepError, MissingSourceError, UsageError, cli_message
 from dataprep.recipe import recipe_callback
 
 FORMATS = ("webdataset", "lmdb", "folder")
@@ -29,9 +30,17 @@ def parse_size(text: str | int | None) -> int | None:
 
 
 class SizeType(click.ParamType):
+    """A size; with ``unit=True`` a bare number (``10``: bytes? GB?) is refused."""
     name = "SIZE"
 
+    def __init__(self, unit: bool = False) -> None:
+        self.unit = unit
+
     def convert(self, value, param, ctx):
+        if self.unit and isinstance(value, (str, int)) and re.fullmatch(
+                r"\s*(\d+\.?\d*|\.\d+)\s*", str(value)):
+            self.fail(f"{str(value).strip()} has no unit; say {str(value).strip()}GB or "
+                      f"{str(value).strip()}MB", param, ctx)
         return parse_size(value)
 
 
@@ -106,9 +115,9 @@ def common_options(f: Callable) -> Callable:
                           "same command resumes or skips; another command is refused).")(f)
     f = click.option("--dry-run", is_flag=True,
                      help="Estimate the output size and print the plan; write nothing.")(f)
-    f = click.option("--max-disk", type=SizeType(), default=None,
-                     help="Refuse to start when the estimated output exceeds this (e.g. 50GB); "
-                          "free space is always checked.")(f)
+    f = click.option("--max-disk", type=SizeType(unit=True), default=None,
+                     help="Refuse to start when the estimated output exceeds this size, with a "
+                          "unit (e.g. 50GB, 500MB, 2GiB); free space is always checked.")(f)
     f = click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip",
                      show_default=True,
                      help="skip: unreadable images are counted and listed in errors.jsonl; "
@@ -223,7 +232,21 @@ def echo_report(report: Any) -> None:
             f"the reasons are in {os.path.join(report.out_dir, 'errors.jsonl')}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class DataprepGroup(click.Group):
+    """The verbs: a source path that does not exist exits 2 in every verb, as a SRC that click
+    checks itself (a usage error), not 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if isinstance(exc.__cause__, MissingSourceError):
+                exc.exit_code = 2
+            raise
+
+
+@click.group(cls=DataprepGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="dataprep")
 def cli() -> None:
     """Turn folders of labelled images into training-ready shards, and train on them.

@@ -15,6 +15,10 @@ class SourceError(DataprepError):
     """A source (folder, list, manifest, shards) cannot be read as asked."""
 
 
+class MissingSourceError(SourceError):
+    """The source path does not exist: a usage error (the CLI exits 2, as for a bad flag)."""
+
+
 class ImageError(DataprepError):
     """One input image cannot be used (truncated, not an image, bomb, too small...).
 

@@ -2,9 +2,11 @@
 
 A recipe for one verb holds a table named after the verb (``[tencrop]``), or a table whose
 ``verb`` key names it, or plain top-level keys. Flags given on the command line win over the
-recipe. Unknown keys are errors; TOML itself rejects duplicate keys. Each value must have the
-TOML type its option takes (a boolean for a flag, an integer for an integer option, a string
-or an integer for a size, ...) and is then converted by the option's own click type, as the
+recipe. Unknown keys are errors, and so is a table that is named after no verb and has no
+``verb`` key naming one (``[tencorp]``); both come with a "did you mean" suggestion. Keys are
+the verb's command-line option names only; TOML itself rejects duplicate keys. Each value must
+have the TOML type its option takes (a boolean for a flag, an integer for an integer option, a
+string or an integer for a size, ...) and is then converted by the option's own click type, as the
 command line would convert it; anything else is an error naming the key.
 """
 
@@ -44,8 +46,42 @@ def normalize(table: dict[str, Any]) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in table.items()}
 
 
-def table_for(recipe: dict[str, Any], verb: str) -> dict[str, Any]:
-    """The part of ``recipe`` that configures ``verb``."""
+def did_you_mean(name: str, candidates: Any, fmt: str = "{}") -> str:
+    """`` (did you mean X?)`` for the closest of ``candidates`` to ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean {fmt.format(close[0])}?)" if close else ""
+
+
+def verb_names() -> list[str]:
+    """The ``dataprep`` verbs in their recipe spelling (``learning_curve``)."""
+    from dataprep.cli import cli
+
+    return [name.replace("-", "_") for name in cli.commands] + list(cli.commands)
+
+
+def check_tables(recipe: dict[str, Any], where: str, verbs: Any = None) -> None:
+    """Every table of ``recipe`` is named after a verb or has a ``verb`` key naming one; a
+    misspelled table (``[tencorp]``) is a :class:`UsageError` with the closest verb."""
+    verbs = list(verbs if verbs is not None else verb_names())
+    for name, value in recipe.items():
+        if not isinstance(value, dict) or name in verbs:
+            continue
+        verb = value.get("verb")
+        if isinstance(verb, str) and verb in verbs:
+            continue
+        shown = sorted({v.replace("_", "-") for v in verbs})
+        raise UsageError(f"{where}: unknown table [{name}]"
+                         f"{did_you_mean(name, verbs, '[{}]')}; a table is named after a "
+                         f"verb ({', '.join(shown)}) or has a verb key naming one")
+
+
+def table_for(recipe: dict[str, Any], verb: str, where: str | None = None) -> dict[str, Any]:
+    """The part of ``recipe`` that configures ``verb``; with ``where``, every table of the
+    recipe is checked first (:func:`check_tables`)."""
+    if where is not None:
+        check_tables(recipe, where)
     if isinstance(recipe.get(verb), dict):
         return normalize(recipe[verb])
     for value in recipe.values():
@@ -57,8 +93,9 @@ def table_for(recipe: dict[str, Any], verb: str) -> dict[str, Any]:
 def check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
+        named = ", ".join(f"{k}{did_you_mean(k, allowed)}" for k in unknown)
         raise UsageError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(unknown)}; allowed keys are {', '.join(sorted(allowed))}")
+                         f"{named}; allowed keys are {', '.join(sorted(allowed))}")
 
 
 def recipe_callback(ctx, param, value: str | None) -> None:
@@ -70,7 +107,7 @@ def recipe_callback(ctx, param, value: str | None) -> None:
     if not value:
         return
     try:
-        table = table_for(load_recipe(value), ctx.info_name or "")
+        table = table_for(load_recipe(value), ctx.info_name or "", f"recipe {value}")
         allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
         check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
         table = check_values(table, ctx.command, f"recipe {value} [{ctx.info_name}]", ctx)

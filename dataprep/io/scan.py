@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dataprep.errors import DataprepError, ShardError, SourceError
+from dataprep.errors import DataprepError, MissingSourceError, ShardError, SourceError
 from dataprep.records import (
     NO_IMAGE,
     Record,
@@ -643,7 +643,7 @@ def scan(src: str | Path, root: str | Path | None = None, split: str | None = No
         return _shard_source("webdataset", s, split)
     p = Path(s)
     if not p.exists():
-        raise SourceError(f"{s} does not exist; expected an image folder, a list file, a "
+        raise MissingSourceError(f"{s} does not exist; expected an image folder, a list file, a "
                           ".jsonl manifest, a WebDataset directory or an LMDB")
     if not p.is_file() and not p.is_dir():  # a FIFO, device or socket: never opened
         from dataprep.io.files import not_regular_reason

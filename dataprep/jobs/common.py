@@ -210,15 +210,25 @@ def estimate(todo: Iterable[tuple[int, Record]], n: int, task: Task, fmt: str, o
     return est, results
 
 
-def check_budget(est: Estimate, out: Path, max_disk: int | None) -> None:
+# what makes each verb's output smaller, in the words of its own flags
+WAYS_OUT = {
+    "tencrop": "--views lazy (each record stored once, expanded when read), a lower --quality, "
+               "fewer views (--five), ",
+    "resize": "a smaller --short-side, a lower --quality, ",
+    "augment": "a smaller --short-side, a lower --quality, ",
+    "shard": "--reencode with a lower --quality or a smaller --max-pixels, ",
+}
+
+
+def check_budget(est: Estimate, out: Path, max_disk: int | None, command: str = "") -> None:
     limit, what = est.free * FREE_MARGIN, f"{human_bytes(est.free)} free at {out}"
     if max_disk is not None and max_disk < limit:
         limit, what = max_disk, f"--max-disk {human_bytes(max_disk)}"
     if est.bytes > limit:
         raise DiskBudgetError(
             f"the output needs about {human_bytes(est.bytes)} but there is only {what}; nothing "
-            "was written. Ways out: --views lazy (each record stored once, expanded when read), "
-            "a lower --quality, fewer views (--five), or -o on a larger disk"
+            f"was written. Ways out: {WAYS_OUT.get(command, '')}a larger --max-disk, "
+            "or -o on a larger disk"
         )
 
 
@@ -291,7 +301,7 @@ def run_job(
                  else {s: SplitPlan("new") for s in idents})
         est, precomputed = _estimate(listed, records, total, plans, default_split, task, fmt,
                                      out.path, jobs, log)
-        check_budget(est, out.path, max_disk)
+        check_budget(est, out.path, max_disk, command)
         if dry_run:
             report = Report(command=command, out_dir=str(out.path), dry_run=True,
                             estimated_bytes=est.bytes)

@@ -27,7 +27,14 @@ from typing import Any
 
 from dataprep.errors import UsageError
 from dataprep.io.writers import lmdb_layout
-from dataprep.recipe import check_keys, check_values, convert_values, load_recipe, normalize
+from dataprep.recipe import (
+    check_keys,
+    check_values,
+    convert_values,
+    did_you_mean,
+    load_recipe,
+    normalize,
+)
 
 VERBS = ("resize", "tencrop", "shard")
 # top-level key -> the command whose flag of that name converts it
@@ -118,7 +125,8 @@ def _plans(spec: dict[str, Any], recipe: Any, split_names: list[str]
             if name == "test":
                 raise UsageError(f"recipe {recipe} [test]: there is no test split; set "
                                  "test_ratio in [split] to make one")
-            raise UsageError(f"recipe {recipe}: unknown table [{name}]; known tables are "
+            raise UsageError(f"recipe {recipe}: unknown table [{name}]"
+                             f"{did_you_mean(name, [*known, 'test'], '[{}]')}; known tables are "
                              f"{', '.join(f'[{k}]' for k in known)}")
         verb = table.get("verb")
         if not isinstance(verb, str) or verb not in VERBS:

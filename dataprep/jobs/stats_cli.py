@@ -160,7 +160,7 @@ def _preview_recipe(ctx: click.Context, param: click.Parameter, value: str | Non
         recipe = load_recipe(value)
         verb = "augment" if _has_table(recipe, "augment") and not _has_table(
             recipe, "preview") else "preview"
-        table = table_for(recipe, verb)
+        table = table_for(recipe, verb, f"recipe {value}")
         if verb == "augment":
             table = {k: v for k, v in table.items() if k not in OUTPUT_ONLY}
         allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}

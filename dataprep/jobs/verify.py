@@ -185,15 +185,21 @@ def _check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int 
     return check
 
 
+def _interrupted(out: Path) -> bool:
+    """``out`` holds what an unfinished run leaves: a journal or the stage folder."""
+    return (out / STAGE_NAME).is_dir() or any(out.glob(".journal-*.jsonl"))
+
+
 def verify(out_dir: str | Path, *, jobs: int | None = None, decode: bool = True) -> VerifyReport:
     """Check every shard of ``out_dir`` against ``dataprep.json`` and ``_info.json``."""
     out = Path(out_dir)
     with OutputFolder(out).locked(create=False, shared=True):
         if not (out / LEDGER_NAME).exists():
+            if _interrupted(out):
+                raise UsageError(f"{out}: a dataprep run was interrupted before it finished; "
+                                 "run the same command again to resume it, then verify")
             raise UsageError(
-                f"{out} has no {LEDGER_NAME}; verify checks output written by dataprep"
-                + ("; a run was interrupted there: run the same command again to finish it"
-                   if list(out.glob(".journal-*.jsonl")) else ""))
+                f"{out} has no {LEDGER_NAME}; verify checks output written by dataprep")
         report = VerifyReport(str(out))
         report.problems += _leftovers(out)
         try:

@@ -262,9 +262,15 @@ class Trainer:
         self.dist = setup_distributed(kind)
         self.device = resolve_device(cfg, self.dist)
         self.amp = resolve_amp(cfg, self.device)
+        fresh = not Path(cfg.out).exists()
         self.out = _prepare_run_dir(cfg, self.dist)
-        self._setup_data()
-        self._setup_model()
+        try:
+            self._setup_data()
+            self._setup_model()
+        except BaseException:  # a run that never started leaves no empty run folder behind
+            if fresh and self.dist.main and not any(self.out.iterdir()):
+                self.out.rmdir()
+            raise
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.step = 0

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dataprep.errors import UsageError
+from dataprep.errors import DataprepError, UsageError
 
 
 class TinyCNN(nn.Module):
@@ -203,6 +203,29 @@ def _torchvision_kwargs(name: str, num_classes: int | None, pretrained: bool,
     return kwargs
 
 
+def _download_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a failed weights download: no network, a refused
+    or timed-out connection, an HTTP error, or Hugging Face Hub's "not cached, offline"."""
+    import urllib.error
+
+    while exc is not None:
+        if isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError)):
+            return True
+        if type(exc).__module__.startswith(("huggingface_hub", "requests", "urllib3")):
+            return True
+        if isinstance(exc, (OSError, RuntimeError)) and "download" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _no_download(name: str, exc: BaseException) -> DataprepError:
+    reason = " ".join(str(getattr(exc, "reason", None) or exc).split())[:200]
+    return DataprepError(f"--pretrained: could not download the {name} weights ({reason}); "
+                         "without network, pass a local state_dict with --weights FILE "
+                         "(`make weights` fetches mobilenet_v2-b0353104.pth into models/)")
+
+
 def _construct(name: str, num_classes: int | None, pretrained: bool,
                img_size: int | None = None) -> tuple[nn.Module, str]:
     if name in LOCAL_MODELS:
@@ -218,10 +241,19 @@ def _construct(name: str, num_classes: int | None, pretrained: bool,
             return torchvision.models.get_model(name, weights=weights, **kwargs), "torchvision"
         except ValueError as exc:  # e.g. ViT weights made for another image size
             raise UsageError(f"--model {name} at --img-size {img_size}: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            if pretrained and _download_failed(exc):
+                raise _no_download(name, exc) from None
+            raise
     timm = _timm()
     if timm is not None and timm.is_model(name):
         kwargs = {} if pretrained or num_classes is None else {"num_classes": num_classes}
-        return timm.create_model(name, pretrained=pretrained, **kwargs), "timm"
+        try:
+            return timm.create_model(name, pretrained=pretrained, **kwargs), "timm"
+        except Exception as exc:
+            if pretrained and _download_failed(exc):
+                raise _no_download(name, exc) from None
+            raise
     close = difflib.get_close_matches(name, sorted(LOCAL_MODELS) + torchvision_names(), n=5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     timm_hint = "" if timm is not None else " (timm is not installed; it adds its own models)"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import SourceError
+from dataprep.errors import MissingSourceError, SourceError
 from dataprep.io.readers import (
     expand_braces,
     is_lmdb,
@@ -148,9 +148,9 @@ def resolve_source(spec: str, split: str) -> Source:
         ledger = _read_json(base, "dataprep.json")
         return Source(s, split, _tar_parts(files, info), _classes(ledger, split))
     if "{" not in s and not os.path.exists(s):
-        raise SourceError(f"{s} does not exist; expected a folder of WebDataset shards or LMDB "
-                          "environments (as dataprep writes them), a .tar file, a brace pattern "
-                          "of shards, an http(s):// or pipe: URL")
+        raise MissingSourceError(f"{s} does not exist; expected a folder of WebDataset shards "
+                                 "or LMDB environments (as dataprep writes them), a .tar file, a "
+                                 "brace pattern of shards, an http(s):// or pipe: URL")
     if is_lmdb(s) or (os.path.isdir(s) and os.path.isdir(os.path.join(s, f"{split}.lmdb"))):
         return _lmdb_parts(s, split)
     files = list_tar_shards(s, split)

@@ -241,3 +241,75 @@ def test_run_well_typed_recipe_still_runs(image_folder, tmp_path):
     result = invoke("run", tmp_path / "r.toml")
     assert result.exit_code == 0, result.output
     assert {s for s in image_sizes(out / "shards", "train")} == {(16, 16)}
+
+
+# --- every table and key of the whole recipe, before any work, with a suggestion ---------------
+
+def test_run_misspelled_table_suggests_the_known_one(image_folder, tmp_path):
+    out = tmp_path / "o"
+    write_recipe(tmp_path / "r.toml", image_folder, out, extra='[trian]\nverb = "resize"\n')
+    line = assert_refused(invoke("run", tmp_path / "r.toml"), "[trian]")
+    assert "did you mean [train]?" in line
+    assert not out.exists()
+
+
+def test_run_misspelled_key_in_train_suggests_the_flag_before_the_split(image_folder, tmp_path):
+    out = tmp_path / "o"
+    write_recipe(tmp_path / "r.toml", image_folder, out, None,
+                 {"train": {"short_side": None, "shortside": "20"}})
+    line = assert_refused(invoke("run", tmp_path / "r.toml"), "[train]", "shortside")
+    assert "did you mean short_side?" in line
+    assert not out.exists()  # not even the split
+
+
+@pytest.mark.parametrize("verb,table", [("tencrop", "tencorp"), ("resize", "resise"),
+                                        ("shard", "shrad")])
+def test_verb_recipe_misspelled_table_is_refused(image_folder, tmp_path, verb, table):
+    """``[tencorp]`` with ``five = true`` once wrote ten views silently."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"[{table}]\nfive = true\n")
+    result = invoke(verb, image_folder, "-o", tmp_path / "out", "--recipe", recipe)
+    line = assert_refused(result, "r.toml", f"[{table}]", code=(2,))
+    assert f"did you mean [{verb}]?" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_verb_recipe_misspelled_key_suggests_the_flag(image_folder, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[tencrop]\nshort_sid = 40\n")
+    result = invoke("tencrop", image_folder, "-o", tmp_path / "out", "--recipe", recipe)
+    line = assert_refused(result, "short_sid", code=(2,))
+    assert "did you mean short_side?" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("verb", ["tencrop", "resize", "shard", "split"])
+def test_verb_recipe_refuses_internal_parameters(image_folder, tmp_path, verb):
+    """Only the verb's command-line option names are recipe keys: ``log`` (the library's
+    progress callback) is none."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[{verb}]\nlog = "x"\n')
+    result = invoke(verb, image_folder, "-o", tmp_path / "out", "--recipe", recipe)
+    assert_refused(result, "unknown key log", code=(2,))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_table_with_a_verb_key_is_a_known_table(image_folder, tmp_path):
+    """A run recipe's ``[val]`` (verb = "shard") configures ``shard --recipe`` as documented."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[val]\nverb = "shard"\nmax_count = 5\n[split]\nratio = 0.5\n')
+    out = tmp_path / "out"
+    result = invoke("shard", image_folder, "-o", out, "--recipe", recipe, "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("*.tar"))) == 3  # 12 images, 5 per shard
+
+
+def test_shipped_recipes_have_known_tables():
+    from dataprep.recipe import check_tables, load_recipe
+
+    recipes = sorted((Path(__file__).parents[2] / "recipes").glob("*.toml"))
+    assert recipes
+    for path in recipes:
+        if path.name.startswith("sweep-"):  # a sweep spec, read by `dataprep sweep`
+            continue
+        check_tables(load_recipe(path), str(path))
