@@ -5,11 +5,15 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # torch wheels are large: the train extra is installed for tests, not for the demo.
 # TORCH_PINS: extra pip arguments for that install. Without a GPU (no nvidia-smi) the default
-# takes the CPU-only torch / torchvision builds from PyTorch's index (a ~1 GB .venv instead of
-# ~6 GB of CUDA wheels); with one, PyPI's. Override it, e.g. offline with wheels at hand:
-#   make test TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+# takes the CPU-only torch / torchvision builds from PyTorch's index TORCH_CPU_INDEX (a ~1 GB
+# .venv instead of ~6 GB of CUDA wheels) when that index answers within 3 s; with a GPU, or
+# when it does not answer (a network that reaches only PyPI), PyPI's. Override it, e.g.
+# offline with wheels at hand:  make test TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 ifeq ($(shell command -v nvidia-smi 2>/dev/null),)
-TORCH_PINS ?= --extra-index-url https://download.pytorch.org/whl/cpu torch torchvision
+TORCH_PINS ?= $(shell $(PYTHON) -c "import urllib.request as u; \
+	u.urlopen('$(TORCH_CPU_INDEX)', timeout=3)" >/dev/null 2>&1 \
+	&& echo --extra-index-url $(TORCH_CPU_INDEX) torch torchvision)
 else
 TORCH_PINS ?=
 endif

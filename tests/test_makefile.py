@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu torch torchvision"
+CPU_PINS = "--extra-index-url {} torch torchvision"
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 
-def dry_run(tmp_path: Path, *args: str, gpu: bool) -> str:
-    """``make -n -B ARGS`` with a PATH that has an ``nvidia-smi`` (gpu) or none."""
+def dry_run(tmp_path: Path, *args: str, gpu: bool, index: str | None = None) -> str:
+    """``make -n -B ARGS`` with a PATH that has an ``nvidia-smi`` (gpu) or none; ``index``:
+    the CPU-wheel index the Makefile probes (default: a local one that does not exist, so no
+    test reaches the network)."""
     bin_dir = tmp_path / ("gpu" if gpu else "cpu")
     bin_dir.mkdir()
     if gpu:
@@ -27,7 +29,9 @@ def dry_run(tmp_path: Path, *args: str, gpu: bool) -> str:
         fake.chmod(0o755)
     path = os.pathsep.join([str(bin_dir), "/usr/bin", "/bin"])
     env = {**{k: v for k, v in os.environ.items() if k != "TORCH_PINS"}, "PATH": path}
-    result = subprocess.run(["make", "-n", "-B", *args], cwd=REPO, env=env, capture_output=True,
+    index = index or (tmp_path / "no-index").as_uri()
+    result = subprocess.run(["make", "-n", "-B", f"TORCH_CPU_INDEX={index}", *args], cwd=REPO,
+                            env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -39,10 +43,20 @@ def install_line(out: str) -> str:
     return lines[0]
 
 
-def test_no_gpu_installs_cpu_only_torch(tmp_path):
+def test_no_gpu_installs_cpu_only_torch_when_the_index_answers(tmp_path):
     if any(Path(d, "nvidia-smi").exists() for d in ("/usr/bin", "/bin")):
         pytest.skip("this machine has nvidia-smi in /usr/bin")
-    assert install_line(dry_run(tmp_path, "test", gpu=False)).endswith(CPU_INDEX)
+    index = tmp_path / "cpu-index"
+    index.write_text("<html></html>")
+    line = install_line(dry_run(tmp_path, "test", gpu=False, index=index.as_uri()))
+    assert line.endswith(CPU_PINS.format(index.as_uri()))
+
+
+def test_no_gpu_and_no_answer_from_the_index_installs_pypi_torch(tmp_path):
+    """A network that reaches only PyPI: pip would retry the other index for every package."""
+    line = install_line(dry_run(tmp_path, "test", gpu=False))
+    assert "--extra-index-url" not in line
+    assert line.rstrip().endswith("'.[train,aug,dist,dev,caffe,interop]'")
 
 
 def test_gpu_installs_pypi_torch(tmp_path):
