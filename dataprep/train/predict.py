@@ -29,6 +29,7 @@ import io
 import json
 import os
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,11 +289,12 @@ def predict_images(loaded: Any, inputs: Inputs, *, mode: str = "center", top_k: 
         records = list(inputs.records)
         labelled = [r for r in records if r.label >= 0] if mapping else []
         # labelled: spread over the classes; else the first readable images
-        sheet_keys: set[str] | None = \
-            {r.key for r in pick_records(labelled, sheet_count)} if labelled else None
+        # by identity: sample keys are not unique ("a,b.jpg" and "a_b.jpg" share one)
+        sheet_ids: set[int] | None = \
+            {id(r) for r in pick_records(labelled, sheet_count)} if labelled else None
     else:
-        records, sheet_keys = inputs.records, None
-    thumbs: dict[str, Image.Image] = {}
+        records, sheet_ids = inputs.records, None
+    thumbs: dict[int, Image.Image] = {}  # index of the image in the result -> thumbnail
     paths: list[str] = []
     keys: list[str] = []
     labels: list[int] = []
@@ -314,11 +316,11 @@ def predict_images(loaded: Any, inputs: Inputs, *, mode: str = "center", top_k: 
                 skipped.append({"path": _display_path(r), "reason": str(exc)})
                 continue
             kept.append(r)
-            want = r.key in sheet_keys if sheet_keys is not None else len(thumbs) < sheet_count
+            want = id(r) in sheet_ids if sheet_ids is not None else len(thumbs) < sheet_count
             if want:
                 thumb = images[-1].copy()
                 thumb.thumbnail((thumb_size, thumb_size))
-                thumbs[r.key] = thumb
+                thumbs[len(keys) + len(kept) - 1] = thumb
         if kept:
             probs = tta_predict(model, images, mode, loaded.spec, mean=loaded.mean,
                                 std=loaded.std, device=dev, batch_size=batch_size)
@@ -387,7 +389,14 @@ def predictions_csv(result: PredictResult) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def contact_sheet(result: PredictResult, thumbs: dict[str, Image.Image], cell: int = 128,
+def _printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) shown as ``?``: a caption
+    is one line."""
+    return "".join("?" if unicodedata.category(c) == "Cc" or c in "\u2028\u2029" else c
+                   for c in text)
+
+
+def contact_sheet(result: PredictResult, thumbs: dict[int, Image.Image], cell: int = 128,
                   columns: int = SHEET_COLUMNS, caption: str = "") -> Image.Image:
     """A grid of the thumbnails in prediction order, each with its top-1 class and
     probability below it; with a label, green when right and red (with the true class) when
@@ -395,7 +404,7 @@ def contact_sheet(result: PredictResult, thumbs: dict[str, Image.Image], cell: i
     from dataprep.jobs.preview import BACKGROUND, CELL_BACKGROUND, GAP, INK, LINE, MARGIN, _font
     from dataprep.jobs.preview import _fit as fit_text
 
-    order = [i for i, key in enumerate(result.keys) if key in thumbs]
+    order = [i for i in range(result.num_images) if i in thumbs]
     columns = max(1, min(columns, len(order)))
     rows = -(-len(order) // columns)
     text_lines = 2
@@ -404,21 +413,21 @@ def contact_sheet(result: PredictResult, thumbs: dict[str, Image.Image], cell: i
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = _font(12)
-    draw.text((MARGIN, MARGIN + 1), fit_text(caption, draw, font, width - 2 * MARGIN),
+    draw.text((MARGIN, MARGIN + 1), fit_text(_printable(caption), draw, font, width - 2 * MARGIN),
               fill=INK, font=font)
     for n, i in enumerate(order):
         x = MARGIN + (n % columns) * (cell + GAP)
         y = MARGIN + LINE + (n // columns) * (cell + text_lines * LINE + GAP)
         draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=CELL_BACKGROUND)
-        thumb = ImageOps.contain(thumbs[result.keys[i]], (cell, cell),
+        thumb = ImageOps.contain(thumbs[i], (cell, cell),
                                  Image.Resampling.BILINEAR)
         sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
         pred = result.classes[int(result.top_idx[i, 0])]
         label = int(result.labels[i])
         color = INK if label < 0 else CORRECT if label == result.top_idx[i, 0] else WRONG
-        first = f"{pred} {result.top_prob[i, 0]:.2f}"
-        second = os.path.basename(result.paths[i]) if label < 0 or color == CORRECT \
-            else f"true: {result.classes[label]}"
+        first = _printable(f"{pred} {result.top_prob[i, 0]:.2f}")
+        second = _printable(os.path.basename(result.paths[i]) if label < 0 or color == CORRECT
+                            else f"true: {result.classes[label]}")
         draw.text((x, y + cell + 1), fit_text(first, draw, font, cell), fill=color, font=font)
         draw.text((x, y + cell + LINE + 1), fit_text(second, draw, font, cell),
                   fill=INK if color != WRONG else WRONG, font=font)
@@ -434,12 +443,16 @@ def errors_csv(skipped: list[dict[str, str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def write_outputs(result: PredictResult, thumbs: dict[str, Image.Image], out: Path,
+def write_outputs(result: PredictResult, thumbs: dict[int, Image.Image], out: Path,
                   total: int, cell: int = 128) -> None:
+    """``predict.json`` marks a complete folder: an earlier run's is removed first and this
+    run's written last; an earlier run's ``predictions.png``/``errors.csv`` that this run does
+    not write are removed, so the folder never mixes two runs."""
     from dataprep.io.durable import unlink, write_atomic
 
+    unlink(out / "predict.json")
     write_atomic(out / "predictions.csv", predictions_csv(result))
-    shown = sum(1 for key in result.keys if key in thumbs)
+    shown = len(thumbs)
     if shown:
         capped = f"; {shown} of {total} images shown (--sheet-count)" if shown < total else ""
         caption = (f"{result.info.get('model', '')}, --tta {result.mode}: top-1 and its "
@@ -448,6 +461,8 @@ def write_outputs(result: PredictResult, thumbs: dict[str, Image.Image], out: Pa
         contact_sheet(result, thumbs, cell, caption=caption).save(buf, "PNG", optimize=True)
         write_atomic(out / "predictions.png", buf.getvalue())
         result.sheet = {"path": str(out / "predictions.png"), "shown": shown, "total": total}
+    else:
+        unlink(out / "predictions.png")  # from an earlier run into the same folder
     if result.skipped:
         write_atomic(out / "errors.csv", errors_csv(result.skipped))
     else:

@@ -161,3 +161,33 @@ def test_bad_arguments():
         learning_curve("nowhere", "out", per_class=[4], inner_val=0, patience=2)
     with pytest.raises(UsageError, match="--repeats"):
         learning_curve("nowhere", "out", per_class=[4], repeats=0)
+
+
+def test_test_images_in_src_are_left_out(tmp_path):
+    """SRC holding byte copies of the --test images (other names) never trains on them; a
+    --test equal to SRC leaves nothing to train on: a one-line error."""
+    import hashlib
+    import shutil
+
+    src = image_folder(tmp_path / "train", 3)
+    test = image_folder(tmp_path / "test", 2, offset=100)
+    for name in CLASSES:
+        for f in sorted((test / name).iterdir()):
+            shutil.copy(f, src / name / f"copy_{f.name}")
+    digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
+    test_hashes = {digest(p) for p in test.rglob("*.png")}
+    lines: list[str] = []
+    kw = dict(per_class=[5], short_side=36, model="tiny_cnn", img_size=32, epochs=1,
+              batch_size=4, workers=0, device="cpu", jobs=1, inner_val=0)
+    result = learning_curve(str(src), tmp_path / "curve", test=str(test), log=lines.append,
+                            **kw)
+    n = 2 * len(CLASSES)
+    assert any(f"{n} training images are also in the test split" in x for x in lines), lines
+    assert result.runs[0]["train_images"] == 3 * len(CLASSES)
+    subset = tmp_path / "curve" / "n5" / "seed0" / "subset"
+    drawn = [json.loads(x)["path"] for m in subset.glob("*.jsonl")
+             for x in m.read_text().splitlines()]
+    assert len(drawn) == 3 * len(CLASSES)
+    assert not {digest(p) for p in drawn} & test_hashes
+    with pytest.raises(UsageError, match="no training image of class"):
+        learning_curve(str(src), tmp_path / "curve2", test=str(src), **kw)

@@ -187,3 +187,65 @@ def test_shards_as_src_give_the_folders_predictions(checkpoint, tmp_path):
     np.testing.assert_array_equal(shards.top_idx, folder.top_idx[order])
     np.testing.assert_allclose(shards.top_prob, folder.top_prob[order], rtol=1e-6)
     np.testing.assert_array_equal(shards.labels, folder.labels[order])
+
+
+def solid_png(color: tuple[int, int, int], size: int = 40) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_newline_in_file_name_sheet_drawn(checkpoint: Path, tmp_path: Path) -> None:
+    """A control character in a file name is shown as ``?`` on the sheet, not a crash."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a\nb.png").write_bytes(solid_png((200, 30, 30)))
+    (src / "tab\there.png").write_bytes(solid_png((30, 200, 30)))
+    out = tmp_path / "out"
+    result = predict(checkpoint, src, out, device="cpu")
+    assert result.num_images == 2
+    assert result.sheet["shown"] == 2
+    assert Image.open(out / "predictions.png").size[0] > 0
+    assert (out / "predict.json").is_file()
+
+
+def test_rerun_leaves_no_earlier_outputs(checkpoint: Path, tmp_path: Path) -> None:
+    """A rerun into the same -o that writes no sheet and skips nothing removes the earlier
+    run's predictions.png and errors.csv; predict.json is this run's."""
+    import json
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "0.png").write_bytes(solid_png((200, 30, 30)))
+    (src / "1.png").write_bytes(solid_png((30, 30, 200)))
+    (src / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    predict(checkpoint, src, out, device="cpu")
+    assert (out / "predictions.png").is_file() and (out / "errors.csv").is_file()
+    (src / "broken.png").unlink()
+    runner = CliRunner()
+    res = runner.invoke(cli, ["predict", str(checkpoint), str(src), "-o", str(out),
+                              "--sheet-count", "0", "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "predictions.png").exists()
+    assert not (out / "errors.csv").exists()
+    summary = json.loads((out / "predict.json").read_text())
+    assert summary["sheet"] == {} and summary["skipped"] == 0 and summary["images"] == 2
+
+
+def test_sheet_thumbnails_not_keyed_by_sample_key(checkpoint: Path, tmp_path: Path) -> None:
+    """``a,b``, ``a_b`` and ``a b`` share one sample key; each keeps its own thumbnail."""
+    from dataprep.records import make_key
+    from dataprep.train.predict import predict_images
+
+    src = tmp_path / "src"
+    src.mkdir()
+    colors = {"a,b.png": (220, 20, 20), "a_b.png": (20, 220, 20), "a b.png": (20, 20, 220)}
+    for name, color in colors.items():
+        (src / name).write_bytes(solid_png(color))
+    assert len({make_key(n) for n in colors}) == 1  # the premise: one key for all three
+    result, thumbs = predict_images(load_model(checkpoint), read_inputs(src), device="cpu")
+    assert len(thumbs) == 3
+    for i, path in enumerate(result.paths):
+        mean = np.asarray(thumbs[i].convert("RGB")).reshape(-1, 3).mean(axis=0)
+        assert np.allclose(mean, colors[Path(path).name], atol=2), (path, mean)
