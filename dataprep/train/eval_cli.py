@@ -35,6 +35,22 @@ def _logging() -> None:
     logger.propagate = False
 
 
+def _run(module: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    """``module.name(*args, **kwargs)`` for a trainer command: torch required, the trainer's
+    log lines on stderr, dataprep's errors as one-line click errors."""
+    import importlib
+
+    try:
+        require("torch", "train")
+        fn = getattr(importlib.import_module(module), name)
+        _logging()
+        return fn(*args, **kwargs)
+    except (DataprepError, OSError) as exc:
+        if (message := cli_message(exc)) is None:
+            raise
+        raise click.ClickException(message) from exc
+
+
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data")
@@ -75,19 +91,10 @@ def evaluate(checkpoint: str, data: str, out: str, tta: tuple[str, ...], primary
       dataprep evaluate runs/r18/best.pt shards -o runs/r18/eval
       dataprep evaluate best.pt val-shards -o eval --tta center,ten --tags tags.csv
     """
-    try:
-        require("torch", "train")
-        from dataprep.train.evaluate import evaluate as run_evaluation
-
-        _logging()
-        result = run_evaluation(checkpoint, data, out, modes=tta, primary=primary,
-                                split=split, batch_size=batch_size, device=device, tags=tags,
-                                max_samples=max_samples, progress=progress,
-                                per_class_sheet=sheet_per_class)
-    except (DataprepError, OSError) as exc:
-        if (message := cli_message(exc)) is None:
-            raise
-        raise click.ClickException(message) from exc
+    result = _run("dataprep.train.evaluate", "evaluate", checkpoint, data, out, modes=tta,
+                  primary=primary, split=split, batch_size=batch_size, device=device,
+                  tags=tags, max_samples=max_samples, progress=progress,
+                  per_class_sheet=sheet_per_class)
     click.echo(f"{result.num_samples} images of {data} (split {result.info['split']}), "
                f"{len(result.classes)} classes, {result.info['model']} on {result.info['device']}")
     for line in result.lines():
@@ -180,19 +187,11 @@ def learning_curve(src: str, per_class: list[int], out: str, test: str | None, r
       dataprep learning-curve images/ --per-class 10,20,40,80 --repeats 3 -o curve \\
           --model mobilenet_v2 --weights mnv2.pth --img-size 128 --epochs 10 --patience 2
     """
-    try:
-        require("torch", "train")
-        from dataprep.train.learning_curve import learning_curve as run_curve
-
-        _logging()
-        result = run_curve(src, out, per_class=per_class, test=test, ratio=ratio, seed=seed,
-                           repeats=repeats, inner_val=inner_val, patience=patience,
-                           short_side=short_side, modes=tta, min_steps=min_steps, jobs=jobs,
-                           overwrite=overwrite, log=click.echo, **train_options)
-    except (DataprepError, OSError) as exc:
-        if (message := cli_message(exc)) is None:
-            raise
-        raise click.ClickException(message) from exc
+    result = _run("dataprep.train.learning_curve", "learning_curve", src, out,
+                  per_class=per_class, test=test, ratio=ratio, seed=seed, repeats=repeats,
+                  inner_val=inner_val, patience=patience, short_side=short_side, modes=tta,
+                  min_steps=min_steps, jobs=jobs, overwrite=overwrite, log=click.echo,
+                  **train_options)
     for line in result.lines():
         click.echo(line)
 
@@ -239,18 +238,9 @@ def predict_cmd(checkpoint: str, src: str, out: str, tta: str, top_k: int, label
       dataprep predict runs/r18/best.pt my_photos/ -o runs/r18/predict
       dataprep predict best.pt images/ -o pred --tta ten --top-k 3 --sheet-count 24
     """
-    try:
-        require("torch", "train")
-        from dataprep.train.predict import predict as run_predict
-
-        _logging()
-        result = run_predict(checkpoint, src, out, mode=tta, top_k=top_k, batch_size=batch_size,
-                             device=device, use_labels=labels, split=split,
-                             sheet_count=sheet_count, cell=cell, progress=progress)
-    except (DataprepError, OSError) as exc:
-        if (message := cli_message(exc)) is None:
-            raise
-        raise click.ClickException(message) from exc
+    result = _run("dataprep.train.predict", "predict", checkpoint, src, out, mode=tta,
+                  top_k=top_k, batch_size=batch_size, device=device, use_labels=labels,
+                  split=split, sheet_count=sheet_count, cell=cell, progress=progress)
     for line in result.lines():
         click.echo(line)
     click.echo(f"predictions: {out}/predictions.csv")
