@@ -536,13 +536,15 @@ class OutputFolder:
 
     def _foreign_errors_file(self) -> bool:
         """Whether ``errors.jsonl`` holds a line dataprep does not write (a JSON object naming
-        its split): the run rewrites that file, so a file of someone else's is refused."""
+        its split, or the command, as ``stats`` does): the run rewrites that file, so a file of
+        someone else's is refused."""
         path = self.path / ERRORS_NAME
         if not path.is_file() or path.is_symlink():
             return False
         for line in path.read_text(errors="replace").splitlines():
             try:
-                if not isinstance(json.loads(line).get("split"), str):
+                entry = json.loads(line)
+                if not any(isinstance(entry.get(k), str) for k in ("split", "command")):
                     return True
             except (ValueError, AttributeError):
                 return True

@@ -280,13 +280,22 @@ def _split_source(src: str | os.PathLike, split: str | None,
     return records, f"{location} [{split}]"
 
 
+def _command_of(line: str) -> object:
+    """The ``command`` of an errors.jsonl line (None for a line that is not a JSON object)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry.get("command") if isinstance(entry, dict) else None
+
+
 def _write_stats_errors(folder: Path, errors: list[dict[str, str]]) -> None:
     """Replace the lines of earlier ``stats`` runs in ``folder/errors.jsonl``; keep the rest."""
     path = folder / "errors.jsonl"
     kept = []
     if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("command") != "stats"]
+        kept = [line for line in path.read_text(errors="replace").splitlines()
+                if line.strip() and _command_of(line) != "stats"]
     if not kept and not errors:
         path.unlink(missing_ok=True)
         return

@@ -472,3 +472,15 @@ def test_an_errors_file_dataprep_did_not_write_is_refused_and_kept(images, tmp_p
     assert "broken" in listed
     assert invoke(*resize_args(images, ours))[0] == 0
     assert (ours / "errors.jsonl").read_text() == listed
+
+
+def test_stats_errors_beside_the_shards_do_not_block_a_rerun(images, tmp_path):
+    (images / "cat" / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    assert invoke("stats", images, "-o", out / "stats.json", "--jobs", "1")[0] == 0
+    lines = (out / "errors.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"command": "stats"' in lines[1]
+    code, output = invoke(*resize_args(images, out))
+    assert code == 0, output
+    assert (out / "errors.jsonl").read_text().splitlines() == lines
