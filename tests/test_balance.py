@@ -105,6 +105,12 @@ def test_split_balances_train_only_and_prints_the_counts(image_folder, tmp_path)
         assert any(line.split()[-3:] == [name, str(n), str(top)] for line in output.splitlines())
     train = read(bal, "train")
     assert len({r["key"] for r in train}) == len(train)
+    # the table's total column counts distinct images, not the train copies
+    images = Counter(r["class_name"] for n in ("train", "val") for r in read(plain, n))
+    for name, n in images.items():
+        row = [line.split() for line in output.splitlines() if line.split()[:1] == [name]][0]
+        assert row[1:3] == [str(n), str(top)], row
+    assert "total counts distinct images; train counts include the copies" in output
     assert json.loads((bal / "dataprep.json").read_text())["params"]["balance"] == "oversample"
     # off by default: the manifest is exactly split_records' result
     expected = split_records(scan(image_folder).records)["train"]

@@ -275,6 +275,8 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
         splits["train"] = balance_records(before, balance, seed)
         splits["train"].sort(key=lambda r: (r.label, r.key))
         notes += balance_lines(before, splits["train"], balance)
+        if balance == "oversample":
+            notes.append("total counts distinct images; train counts include the copies")
     out_dir = Path(out)
     OutputFolder(out_dir).check_target()
     with OutputFolder(out_dir).locked():  # one split at a time writes into a folder
@@ -328,10 +330,13 @@ def _write_split(out_dir: Path, splits: dict[str, list[Record]], source: Any, sr
     write_json_atomic(out_dir / "classes.json", {c: i for i, c in enumerate(source.classes)})
     result = SplitResult(splits, source.classes, out_dir=str(out_dir), notes=notes)
     per_class = {n: Counter(r.label for r in splits[n]) for n in names}
+    # distinct images: --balance oversample lists some train images more than once
+    distinct = Counter(label for label, _ in {(r.label, r.path or r.key)
+                                             for recs in splits.values() for r in recs})
     for label, class_name in enumerate(source.classes):
         row = {"class": class_name}
         row.update({n: per_class[n][label] for n in names})
-        row["total"] = sum(row[n] for n in names)
+        row["total"] = distinct[label]
         result.table.append(row)
         if row["total"] == 1:
             result.warnings.append(f"class {class_name!r} has a single image; it goes to "
