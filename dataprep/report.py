@@ -33,7 +33,15 @@ class Report:
 
     @property
     def images_per_s(self) -> float:
-        return self.records_in / self.seconds if self.seconds > 0 else 0.0
+        """Input images this run used per second (skipped inputs do not count: a run that
+        skips everything did no work worth a rate)."""
+        used = self.records_in - self.skipped
+        return used / self.seconds if self.seconds > 0 and used > 0 else 0.0
+
+    def _rate(self) -> str:
+        if self.records_in - self.skipped <= 0:
+            return "no input image used"
+        return f"{self.images_per_s:,.1f} input images/s"
 
     def lines(self) -> list[str]:
         if self.dry_run:
@@ -52,8 +60,7 @@ class Report:
             f"{self.command}: {self.records_in:,} records in -> {self.samples_out:,} samples out, "
             f"{self.skipped:,} skipped",
             f"  {human_bytes(self.bytes_written)} of encoded images in {self.seconds:.1f} s "
-            f"({self.images_per_s:,.1f} input images/s, {self.jobs} "
-            f"job{'s' if self.jobs != 1 else ''})",
+            f"({self._rate()}, {self.jobs} job{'s' if self.jobs != 1 else ''})",
         ]
         stored = sum(s.bytes for shards in self.shards.values() for s in shards)
         if self.estimated_bytes and stored:

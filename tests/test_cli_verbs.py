@@ -144,6 +144,7 @@ def test_every_input_skipped_exits_1_with_reasons_free_of_object_addresses(tmp_p
         result = invoke(verb, tmp_path / "bad", "-o", out, "--jobs", "1", ok=False)
         assert result.exit_code == 1, result.output
         assert "all 2 inputs were skipped" in result.output
+        assert "(no input image used," in result.output and "images/s" not in result.output
         reasons = [json.loads(line)["reason"]
                    for line in (out / "errors.jsonl").read_text().splitlines()]
         assert reasons == [f"{bad / n}: not an image (cannot identify image file)"
@@ -391,3 +392,11 @@ def test_split_rerun_with_the_same_parameters_is_not_refused(image_folder, tmp_p
     assert (tmp_path / "s" / "train.jsonl").read_bytes() == before
     result = invoke("split", image_folder, "-o", tmp_path / "s", "--seed", "5", ok=False)
     assert result.exit_code == 1 and "--overwrite" in result.output
+
+
+def test_the_rate_counts_the_images_used_not_the_inputs_skipped():
+    from dataprep.report import Report
+
+    report = Report(command="resize", out_dir="out", records_in=10, skipped=4, seconds=2.0)
+    assert report.images_per_s == 3.0
+    assert "(3.0 input images/s, 1 job)" in "\n".join(report.lines())
