@@ -14,6 +14,7 @@ from dataprep.cli import cli
 from dataprep.io.readers import iter_samples
 
 CORE_VERBS = ("split", "resize", "tencrop", "shard", "run")
+PHOTOS = Path(__file__).resolve().parents[1] / "examples" / "photos"
 
 
 def invoke(*args: str | Path, ok: bool = True):
@@ -400,3 +401,16 @@ def test_the_rate_counts_the_images_used_not_the_inputs_skipped():
     report = Report(command="resize", out_dir="out", records_in=10, skipped=4, seconds=2.0)
     assert report.images_per_s == 3.0
     assert "(3.0 input images/s, 1 job)" in "\n".join(report.lines())
+
+
+def test_train_on_a_folder_of_images_says_how_to_make_shards(tmp_path):
+    pytest.importorskip("torch")
+    result = invoke("train", PHOTOS, "-o", tmp_path / "run", "--epochs", "1", "--device", "cpu",
+                    ok=False)
+    assert result.exit_code != 0
+    assert "no .tar shards in" in result.output and "dataprep resize" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke("train", empty, "-o", tmp_path / "run2", "--epochs", "1", "--device", "cpu",
+                    ok=False)
+    assert "no .tar shards in" in result.output and "dataprep resize" not in result.output

@@ -8,6 +8,7 @@ than :data:`MAX_MEMBER_BYTES` are refused.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
 import re
@@ -62,6 +63,17 @@ def expand_braces(pattern: str) -> list[str]:
     return out
 
 
+def _images_hint(folder: str) -> str:
+    """For a folder of images where shards were expected: how to make shards of them."""
+    exts = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+    for _, _, names in itertools.islice(os.walk(folder), 200):  # a cheap look, not a scan
+        if any(os.path.splitext(n)[1].lower() in exts for n in names):
+            return (f"; it holds images: make shards of them first, e.g. `dataprep resize "
+                    f"{folder} -o shards --short-side 256` (or `dataprep split` it, then "
+                    "resize each split into one folder), and pass that folder")
+    return ""
+
+
 def list_tar_shards(src: str | Path, split: str | None = None) -> list[str]:
     """Tar shard paths of a WebDataset directory (sorted; one split if given) or brace pattern."""
     s = str(src)
@@ -81,7 +93,7 @@ def list_tar_shards(src: str | Path, split: str | None = None) -> list[str]:
         pat = f"{split}-*.tar" if split else "*.tar"
         files = sorted(glob.glob(os.path.join(s, pat)))
         if not files:
-            raise SourceError(f"no .tar shards in {s}")
+            raise SourceError(f"no .tar shards in {s}{_images_hint(s)}")
         return files
     if s.endswith(".tar"):
         return [s]
