@@ -108,6 +108,20 @@ class SplitPlan:
     finished_now: bool = False  # an interrupted run's last step was done by this plan
 
 
+def _write_derived(path: Path, want: Any) -> bool:
+    """Write ``want`` (a file derived from the ledger) to ``path`` unless it already holds
+    it; a missing or damaged file is written again. Whether it was written."""
+    from dataprep.io.manifest import read_json, write_json_atomic
+
+    try:
+        if read_json(path) == want:
+            return False
+    except OutputError:
+        pass  # damaged: derived, so written again
+    write_json_atomic(path, want)
+    return True
+
+
 class OutputFolder:
     """An output folder ``-o``; see the module docstring for the protocol it keeps."""
 
@@ -257,18 +271,14 @@ class OutputFolder:
                     only_missing: bool = False) -> None:
         """``{split}.wids.json`` of a WebDataset split, derived from its entry; removed with
         the entry (or when the split is another format now)."""
-        from dataprep.io.manifest import read_json, wids_index, write_json_atomic
+        from dataprep.io.manifest import wids_index, write_json_atomic
 
         path = self.path / wids_name(split)
         if entry is not None and entry.get("format", "webdataset") == "webdataset":
-            index = wids_index(entry)
             if only_missing:
-                try:
-                    if read_json(path) == index:
-                        return
-                except OutputError:
-                    pass  # damaged: derived, so written again
-            write_json_atomic(path, index)
+                _write_derived(path, wids_index(entry))
+            else:
+                write_json_atomic(path, wids_index(entry))
         elif os.path.lexists(path):
             durable.unlink(path)
 
@@ -277,21 +287,14 @@ class OutputFolder:
         """The sidecar of a complete Caffe-layout split, written again from the ledger (its
         sample count and class names) when it is missing or says otherwise."""
         from dataprep.io import caffe
-        from dataprep.io.manifest import read_json, write_json_atomic
 
         if (entry is None or entry.get("format") != "lmdb"
                 or (entry.get("params") or {}).get("lmdb_layout") != "caffe"):
             return
         folder = self.path / f"{split}.lmdb"
         want = caffe.sidecar(int(entry.get("samples_out", 0)), list(entry.get("classes") or []))
-        path = folder / CAFFE_SIDECAR
-        try:
-            if read_json(path) == want:
-                return
-        except OutputError:
-            pass  # missing or damaged: derived from the ledger, so written again
-        if folder.is_dir() and not folder.is_symlink():
-            write_json_atomic(path, want)
+        if (folder.is_dir() and not folder.is_symlink()
+                and _write_derived(folder / CAFFE_SIDECAR, want)):
             log(f"{split}: {CAFFE_SIDECAR} was missing or damaged; written again from "
                 f"{LEDGER_NAME}")
 

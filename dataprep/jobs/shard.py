@@ -97,17 +97,17 @@ class ShardTask:
         with guarded(name, self.max_pixels), Image.open(io.BytesIO(data)) as img:
             check_geometry(name, img.size, max_pixels=self.max_pixels,
                            max_aspect=self.max_aspect)
+            turn = img.getexif().get(_ORIENTATION, 1)
             if self.keep_formats:
                 keep = img.format in PASSTHROUGH
             else:
                 keep = (img.format == FIELD_FORMAT[self.image_format] and img.mode == "RGB"
-                        and "transparency" not in img.info
-                        and img.getexif().get(_ORIENTATION, 1) == 1)
+                        and "transparency" not in img.info and turn == 1)
             if not keep:
                 return None
             size = list(img.size)  # before load_whole: a JPEG draft decodes at 1/8 scale
-            if img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # kept as it is, with its
-                size.reverse()  # EXIF turn: the size is the upright image's, as re-encoded
+            if turn in (5, 6, 7, 8):  # kept as it is, with its EXIF turn: the size is the
+                size.reverse()  # upright image's, as when it is re-encoded
             load_whole(img)
             if not view_spec(meta):
                 meta["size"] = size
