@@ -6,7 +6,7 @@ numpy; heavy dependencies load inside the functions that need them.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from dataprep._version import __version__
 
 __all__ = ["__version__", "augment", "load_recipe", "open_dataset", "preview", "resize", "run",
            "scan", "shard", "split", "stats", "tencrop", "verify"]

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from dataprep import __version__, units
+from dataprep import units
+from dataprep._version import __version__
 from dataprep.errors import DataprepError, MissingSourceError, UsageError, cli_message
 from dataprep.recipe import recipe_callback
 

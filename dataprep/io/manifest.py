@@ -139,7 +139,7 @@ def write_info_json(out_dir: str | Path, split: str, shards: list) -> None:
 def write_ledger(out_dir: str | Path, split: str, entry: dict[str, Any]) -> None:
     """Merge one split's entry into ``dataprep.json`` (for shards written without a job; jobs
     commit through :class:`dataprep.jobs.output.OutputFolder`, under its lock)."""
-    from dataprep import __version__
+    from dataprep._version import __version__
 
     path = Path(out_dir) / LEDGER_NAME
     ledger = read_json(path, {"dataprep_version": __version__, "splits": {}})

@@ -248,7 +248,7 @@ class OutputFolder:
                       errors: list[dict[str, Any]]) -> None:
         """Set (or with ``entry`` None, remove) a split's entry: errors.jsonl and _info.json
         first, then dataprep.json, re-read and merged under the lock."""
-        from dataprep import __version__
+        from dataprep._version import __version__
         from dataprep.io.manifest import write_json_atomic
 
         self._ledger = None
