@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from dataprep.errors import UsageError, require
+from dataprep.pool import resolve_jobs
 
 BACKENDS = ("loky", "dask", "ray")
 _cluster: dict[str, Any] = {"backend": "loky", "workers": None, "client": None}
@@ -48,7 +49,6 @@ def cluster(backend: str = "loky", address: str | None = None,
 def _connect(backend: str, address: str | None, jobs: int | None,
              stack: ExitStack) -> tuple[Any, int]:
     """(client, worker count) for a Dask or Ray cluster; cleanups go on ``stack``."""
-    from dataprep.runner import resolve_jobs
     if backend == "dask":
         distributed = require("distributed", "dist")
         client = (distributed.Client(address) if address else

@@ -54,17 +54,19 @@ def did_you_mean(name: str, candidates: Any, fmt: str = "{}") -> str:
     return f" (did you mean {fmt.format(close[0])}?)" if close else ""
 
 
-def verb_names() -> list[str]:
-    """The ``dataprep`` verbs in their recipe spelling (``learning_curve``)."""
-    from dataprep.cli import cli
+def verb_names(ctx: Any) -> list[str] | None:
+    """The verbs of the command group ``ctx`` runs under, in their recipe spelling too
+    (``learning_curve``); None for a command run on its own."""
+    commands = getattr(ctx.find_root().command, "commands", None)
+    if not commands:
+        return None
+    return [name.replace("-", "_") for name in commands] + list(commands)
 
-    return [name.replace("-", "_") for name in cli.commands] + list(cli.commands)
 
-
-def check_tables(recipe: dict[str, Any], where: str, verbs: Any = None) -> None:
-    """Every table of ``recipe`` is named after a verb or has a ``verb`` key naming one; a
-    misspelled table (``[tencorp]``) is a :class:`UsageError` with the closest verb."""
-    verbs = list(verbs if verbs is not None else verb_names())
+def check_tables(recipe: dict[str, Any], where: str, verbs: Any) -> None:
+    """Every table of ``recipe`` is named after one of ``verbs`` or has a ``verb`` key naming
+    one; a misspelled table (``[tencorp]``) is a :class:`UsageError` with the closest verb."""
+    verbs = list(verbs)
     for name, value in recipe.items():
         if not isinstance(value, dict) or name in verbs:
             continue
@@ -77,11 +79,12 @@ def check_tables(recipe: dict[str, Any], where: str, verbs: Any = None) -> None:
                          f"verb ({', '.join(shown)}) or has a verb key naming one")
 
 
-def table_for(recipe: dict[str, Any], verb: str, where: str | None = None) -> dict[str, Any]:
-    """The part of ``recipe`` that configures ``verb``; with ``where``, every table of the
-    recipe is checked first (:func:`check_tables`)."""
-    if where is not None:
-        check_tables(recipe, where)
+def table_for(recipe: dict[str, Any], verb: str, where: str | None = None,
+              verbs: Any = None) -> dict[str, Any]:
+    """The part of ``recipe`` that configures ``verb``; with ``where`` and ``verbs`` (see
+    :func:`verb_names`), every table of the recipe is checked first (:func:`check_tables`)."""
+    if where is not None and verbs is not None:
+        check_tables(recipe, where, verbs)
     if isinstance(recipe.get(verb), dict):
         return normalize(recipe[verb])
     for value in recipe.values():
@@ -107,7 +110,8 @@ def recipe_callback(ctx, param, value: str | None) -> None:
     if not value:
         return
     try:
-        table = table_for(load_recipe(value), ctx.info_name or "", f"recipe {value}")
+        table = table_for(load_recipe(value), ctx.info_name or "", f"recipe {value}",
+                          verb_names(ctx))
         allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
         check_keys(table, allowed, f"recipe {value} [{ctx.info_name}]")
         table = check_values(table, ctx.command, f"recipe {value} [{ctx.info_name}]", ctx)

@@ -344,11 +344,8 @@ def _in_child(job, crash_at: int | None) -> int:
 
 
 def _tencrop_caffe(out: Path):
-    from dataprep.io.writers import lmdb_layout
-
     def job():
-        with lmdb_layout("caffe"):
-            tencrop(PHOTOS, out, short_side=40, crop=32, jobs=1, fmt="lmdb")
+        tencrop(PHOTOS, out, short_side=40, crop=32, jobs=1, fmt="lmdb", lmdb_layout="caffe")
     return job
 
 

@@ -348,7 +348,7 @@ def test_python_dash_m_entry_point():
                                             ("1.5MB", 1_500_000), ("100", 100), ("10 kb", 10_000),
                                             ("2e3", 2000), ("1KiB", 1024), (".5KB", 500)])
 def test_parse_size(text, size):
-    from dataprep.cli import parse_size
+    from dataprep.cli_options import parse_size
 
     assert parse_size(text) == size
 

@@ -73,7 +73,7 @@ def test_local_pool_is_forked_on_linux_unless_loky_is_asked_for(setting, expecte
     env = {k: v for k, v in os.environ.items() if k != "DATAPREP_POOL"}
     if setting:
         env["DATAPREP_POOL"] = setting
-    code = ("from dataprep.runner import local_executor; a = local_executor(2); "
+    code = ("from dataprep.pool import local_executor; a = local_executor(2); "
             "print(type(a).__name__, a is local_executor(2), a.submit(sum, [1, 2]).result())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
@@ -117,7 +117,7 @@ def test_shuffle_seed_changes_the_order(image_folder, tmp_path):
 
 def test_asking_for_loky_after_a_forked_pool_gets_loky():
     env = {k: v for k, v in os.environ.items() if k != "DATAPREP_POOL"}
-    code = ("import os; from dataprep.runner import local_executor; a = local_executor(2); "
+    code = ("import os; from dataprep.pool import local_executor; a = local_executor(2); "
             "os.environ['DATAPREP_POOL'] = 'loky'; b = local_executor(2); "
             "print(type(a).__name__, type(b).__name__, b.submit(sum, [1, 2]).result())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,

@@ -308,9 +308,7 @@ def test_lmdb_json_has_the_tar_schema_and_long_keys_fit_lmdb(mixed, layout, tmp_
     shutil.copy(long_root / "animals" / "plain.jpg", deep / f"{'z' * 200}.jpg")
     lm, tar = tmp_path / "lmdb", tmp_path / "tar"
     dataprep.shard(long_root, tar, jobs=1)
-    from dataprep.io.writers import lmdb_layout
-    with lmdb_layout(layout):
-        dataprep.shard(long_root, lm, jobs=1, fmt="lmdb")
+    dataprep.shard(long_root, lm, jobs=1, fmt="lmdb", lmdb_layout=layout)
     env = lmdb.open(str(lm / "train.lmdb"), readonly=True, lock=False)
     metas = []
     with env.begin() as txn:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from dataprep.cli import cluster_options, read_options, reports_errors
+from dataprep.cli_options import cluster_options, read_options, reports_errors
 
 FAIL_ON = ("leakage", "exact-leakage", "conflicts")
 

@@ -21,12 +21,15 @@ verb's), and every table is checked before anything is written.
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
+
+from dataprep.cli_options import _all_skipped, cluster_options, reports_errors
 from dataprep.errors import UsageError
-from dataprep.io.writers import lmdb_layout
 from dataprep.recipe import (
     check_keys,
     check_values,
@@ -67,23 +70,22 @@ def _verb_function(verb: str):
 
 
 def _commands() -> dict[str, Any]:
-    from dataprep.cli import cli
+    """The click commands whose flags the recipe's tables hold."""
+    from dataprep.write_cli import resize_cmd, shard_cmd, split_cmd, tencrop_cmd
 
-    return cli.commands
+    return {"split": split_cmd, "resize": resize_cmd, "tencrop": tencrop_cmd,
+            "shard": shard_cmd, "run": run_cmd}
 
 
 def _library_kwargs(verb: str, table: dict[str, Any], where: str) -> dict[str, Any]:
     """Recipe keys (click names) -> library keyword arguments (``format`` -> ``fmt``), each
     value converted by the verb's flag of that name. Allowed: the verb's flags that its library
     function takes, less the ones ``run`` sets itself (src, out, split)."""
-    import click
-
     command = _commands()[verb]
     library = set(inspect.signature(_verb_function(verb)).parameters)
     allowed = {p.name for p in command.params
                if p.name and p.name not in ("src", "out", "split")
-               and (("fmt" if p.name == "format" else p.name) in library
-                    or p.name == "lmdb_layout")}  # set around the call (lmdb_layout())
+               and ("fmt" if p.name == "format" else p.name) in library}
     table = normalize(table)
     check_keys(table, allowed, where)
     kwargs = check_values(table, command, where, click.Context(command))
@@ -93,8 +95,6 @@ def _library_kwargs(verb: str, table: dict[str, Any], where: str) -> dict[str, A
 
 
 def _top_level(spec: dict[str, Any], where: str) -> dict[str, Any]:
-    import click
-
     top = normalize({k: v for k, v in spec.items() if not isinstance(v, dict)})
     check_keys(top, TOP_KEYS, where)
     commands = _commands()
@@ -104,8 +104,6 @@ def _top_level(spec: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _split_table(spec: dict[str, Any], where: str) -> dict[str, Any]:
-    import click
-
     table = normalize(spec.get("split", {}))
     check_keys(table, SPLIT_KEYS, where)
     command = _commands()["split"]
@@ -175,10 +173,36 @@ def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str
         dest = out_dir / (name if fmt == "folder" else "shards")
         fn = _verb_function(verb)
         manifest = str(out_dir / "splits" / f"{name}.jsonl")
-        with lmdb_layout(kwargs.pop("lmdb_layout", "dataprep")):
-            if verb == "shard":
-                run_result.reports[name] = fn(manifest, dest, **kwargs)
-            else:
-                run_result.reports[name] = fn(manifest, dest, records=records,
-                                              classes=result.classes, **kwargs)
+        if verb == "shard":
+            run_result.reports[name] = fn(manifest, dest, **kwargs)
+        else:
+            run_result.reports[name] = fn(manifest, dest, records=records,
+                                          classes=result.classes, **kwargs)
     return run_result
+
+
+@click.command("run")
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option("--src", default=None, help="Override the recipe's src (the images to split).")
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+              help="Override the recipe's output folder.")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Worker processes [default: all cores]; -2: all but one.")
+@click.option("--overwrite", is_flag=True, help="Replace earlier output.")
+@cluster_options
+@reports_errors
+def run_cmd(recipe, src, out, jobs, overwrite):
+    """Run a whole chain from a TOML recipe: split, then resize/tencrop/shard per split.
+
+    Images go straight from the sources into the shards: no intermediate image files.
+    """
+    result = run(recipe, src=src, out=out, jobs=jobs, overwrite=overwrite)
+    for line in result.lines():
+        click.echo(line)
+    empty = [split for split, r in result.reports.items() if _all_skipped(r)]
+    if empty:
+        which = f"split {empty[0]}" if len(empty) == 1 else f"splits {', '.join(empty)}"
+        raise click.ClickException(
+            f"every input of {which} was skipped, so nothing usable was written there; the "
+            "reasons are in "
+            f"{os.path.join(result.reports[empty[0]].out_dir, 'errors.jsonl')}")

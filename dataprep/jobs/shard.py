@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -22,11 +24,10 @@ from dataprep.io.decode import (
     open_image,
     record_bytes,
 )
-from dataprep.io.scan import scan
-from dataprep.jobs.common import Log, run_job, source_inputs
+from dataprep.jobs.job import InputSpec, read_input, run_job, workers
+from dataprep.options import Log, OutputSpec, RunOptions
 from dataprep.records import Record, Sample
 from dataprep.report import Report
-from dataprep.runner import prestart
 
 _ORIENTATION = 0x0112  # the EXIF tag of the rotation a viewer applies
 PASSTHROUGH = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow format -> stored field
@@ -52,6 +53,19 @@ class ShardTask:
     expand_views: bool = False
     max_aspect: float = DEFAULT_MAX_ASPECT
     keep_formats: bool = False
+
+    def __post_init__(self) -> None:
+        if self.image_format not in FIELD_FORMAT:
+            raise UsageError(f"--image-format {self.image_format!r}: expected one of "
+                             f"{sorted(FIELD_FORMAT)}")
+        if self.keep_formats and self.reencode:
+            raise UsageError("--keep-formats keeps each file's bytes and --reencode re-encodes "
+                             "every image: pass one of them")
+        check_max_aspect(self.max_aspect)
+
+    def params(self) -> dict[str, Any]:
+        """The task's part of a split's identity (ledger ``params``)."""
+        return dict(asdict(self), views_per_record=1)
 
     def __call__(self, record: Record) -> list[Sample]:
         data = record_bytes(record)
@@ -114,16 +128,16 @@ class ShardTask:
             return PASSTHROUGH[img.format]
 
 
-def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_count: int = 10_000,
-          max_bytes: int | None = None, shuffle: bool = False, seed: int = 0,
-          reencode: bool = False, expand_views: bool = False, image_format: str = "jpg",
-          keep_formats: bool = False,
-          quality: int = 90,
+def shard(src: str | Path, out: str | Path, *, shuffle: bool = False, seed: int = 0,
+          balance: str | None = None, reencode: bool = False, keep_formats: bool = False,
+          expand_views: bool = False, image_format: str = "jpg", quality: int = 90,
           max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT,
-          jobs: int | None = None, on_error: str = "skip",
-          overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
-          max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
-          balance: str | None = None) -> Report:
+          fmt: str = "webdataset", max_count: int = 10_000, max_bytes: int | None = None,
+          lmdb_layout: str = "dataprep", split: str | None = None,
+          root: str | Path | None = None, jobs: int | None = None,
+          backend: str | None = None, scheduler: str | None = None, on_error: str = "skip",
+          overwrite: bool = False, dry_run: bool = False, max_disk: int | None = None,
+          fingerprint: str = "stat", log: Log | None = None) -> Report:
     """Pack ``src`` (folder, list, manifest, WebDataset, LMDB) into ``out`` shards.
 
     ``balance`` (``"oversample"`` or ``"undersample"``) balances the classes of each split
@@ -133,58 +147,60 @@ def shard(src: str | Path, out: str | Path, *, fmt: str = "webdataset", max_coun
     ``image_format`` / ``quality``). Every sample is stored as ``image_format`` in RGB (files
     already so are kept byte for byte); ``keep_formats`` keeps JPEG/PNG/WebP files as they are
     (mixed image fields, which some readers refuse: the log names them). ``max_pixels`` and
-    ``max_aspect`` refuse bomb-shaped images from their header.
+    ``max_aspect`` refuse bomb-shaped images from their header. The output, input and run
+    arguments are :func:`dataprep.jobs.tencrop.resize`'s.
     """
-    if fmt == "folder":
-        raise UsageError("shard writes shards: --format webdataset or lmdb")
-    if max_count < 1:
-        raise UsageError(f"--max-count must be at least 1, got {max_count}")
-    if image_format not in FIELD_FORMAT:
-        raise UsageError(f"--image-format {image_format!r}: expected one of "
-                         f"{sorted(FIELD_FORMAT)}")
-    if keep_formats and reencode:
-        raise UsageError("--keep-formats keeps each file's bytes and --reencode re-encodes "
-                         "every image: pass one of them")
-    check_max_aspect(max_aspect)
     task = ShardTask(reencode, image_format, quality, max_pixels, expand_views, max_aspect,
                      keep_formats)
-    if keep_formats and log is not None:
-        log("--keep-formats: samples keep their own image field (jpg, png or webp, alpha "
-            f"included); readers that need one type per output ({', '.join(ONE_TYPE_READERS)}) "
-            "fail or drop images on such shards; without it every image is stored as "
-            f"{image_format}, RGB")
-    params = dict(asdict(task), format=fmt, max_count=max_count, max_bytes=max_bytes,
-                  shuffle=shuffle, seed=seed, src=str(src), views_per_record=1,
-                  **({"balance": balance} if balance else {}))
-    prestart(jobs)
-    source = scan(src, root=root, split=None)
-    if source.records is None and not (shuffle or balance):
-        # shards in, shards out: stream, so memory does not grow with the source; the workers
-        # decode every image whole before it is stored
-        stream = (replace(r, split=split) for r in source) if split else source
-        splits = [split] if split else sorted({s or "train" for s in source.splits or []})
-        return run_job("shard", stream, task, out, fmt=fmt, classes=source.classes,
-                       params=params, splits=splits or ["train"],
-                       jobs=jobs, on_error=on_error,
-                       overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
-                       total=source.num_records, max_disk=max_disk, dry_run=dry_run, log=log,
-                       **source_inputs(source))
-    records: list[Record] = list(source)  # shuffling and balancing need the whole list
-    if split:
-        records = [replace(r, split=split) for r in records]
-    if balance:
-        from dataprep.jobs.balance import balance as balance_records
-        from dataprep.jobs.balance import balance_lines
+    return shard_records(InputSpec(src, root, split), task, out, Packing(shuffle, seed, balance),
+                         OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
+                         RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
+                                    max_disk, fingerprint, log))
 
-        before, records = records, balance_records(records, balance, seed)
-        for line in balance_lines(before, records, balance):
-            (log or (lambda _: None))(line)
-    if shuffle:
-        order = list(range(len(records)))
-        random.Random(seed).shuffle(order)
-        records = [records[i] for i in order]
-    splits = sorted({r.split or "train" for r in records})
-    return run_job("shard", records, task, out, fmt=fmt, classes=source.classes, params=params,
-                   splits=splits, jobs=jobs, on_error=on_error, overwrite=overwrite,
-                   max_count=max_count, max_bytes=max_bytes, max_disk=max_disk,
-                   dry_run=dry_run, log=log, **dict(source_inputs(source), stream_files=None))
+
+@dataclass(frozen=True)
+class Packing:
+    """What ``shard`` does to the list of records before packing: ``balance`` the classes of
+    each split (``oversample`` / ``undersample``), then ``shuffle``, both seeded by ``seed``."""
+
+    shuffle: bool = False
+    seed: int = 0
+    balance: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"shuffle": self.shuffle, "seed": self.seed,
+                **({"balance": self.balance} if self.balance else {})}
+
+    def apply(self, records: list[Record], log: Callable[[str], None]) -> list[Record]:
+        if self.balance:
+            from dataprep.jobs.balance import balance as balance_records
+            from dataprep.jobs.balance import balance_lines
+
+            before, records = records, balance_records(records, self.balance, self.seed)
+            for line in balance_lines(before, records, self.balance):
+                log(line)
+        if self.shuffle:
+            order = list(range(len(records)))
+            random.Random(self.seed).shuffle(order)
+            records = [records[i] for i in order]
+        return records
+
+
+def shard_records(inputs: InputSpec, task: ShardTask, out: str | Path, packing: Packing,
+                  output: OutputSpec, options: RunOptions) -> Report:
+    """:func:`shard` with its options built. Shards in, shards out stay a stream (memory does
+    not grow with the source; the workers decode every image whole before it is stored),
+    unless balancing or shuffling needs the whole list."""
+    if output.fmt == "folder":
+        raise UsageError("shard writes shards: --format webdataset or lmdb")
+    if task.keep_formats:
+        options.say("--keep-formats: samples keep their own image field (jpg, png or webp, "
+                    "alpha included); readers that need one type per output "
+                    f"({', '.join(ONE_TYPE_READERS)}) fail or drop images on such shards; "
+                    f"without it every image is stored as {task.image_format}, RGB")
+    params = dict(task.params(), **packing.params(), src=str(inputs.src))
+    with workers(options):
+        source = read_input(inputs, listed=packing.shuffle or bool(packing.balance))
+        if isinstance(source.records, list):
+            source = source.with_records(packing.apply(source.records, options.say))
+        return run_job("shard", source, task, out, output, options, params)

@@ -12,14 +12,16 @@ from typing import Any
 
 import click
 
-from dataprep.cli import (
-    cli,
-    common_options,
+from dataprep.cli_options import (
     echo_report,
     image_options,
+    input_options,
     jitter_options,
+    output_options,
     read_options,
     reports_errors,
+    run_options,
+    seed_option,
 )
 from dataprep.errors import UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS
@@ -28,7 +30,7 @@ from dataprep.ops.resize import INTERPOLATIONS
 # Flags of `augment` that only shape the stored output; a preview reads a recipe's [augment]
 # table without them (it writes no shards).
 OUTPUT_ONLY = {"format", "image_format", "quality", "max_count", "max_bytes", "jobs", "on_error",
-               "overwrite", "dry_run", "max_disk", "root", "split", "lmdb_layout"}
+               "overwrite", "dry_run", "max_disk", "root", "split", "lmdb_layout", "fingerprint"}
 
 
 def augment_options(f: Callable) -> Callable:
@@ -114,12 +116,14 @@ def stats(src, out, split, short_side, exact, max_pixels, root, on_error, jobs):
 @click.option("--upscale/--no-upscale", default=False, show_default=True,
               help="With --short-side, enlarge images whose shorter side is below it.")
 @image_options
-@common_options
+@input_options
+@output_options()
+@seed_option()
+@run_options
 @reports_errors
-def augment(src, out, copies, crop, color_jitter, pca_lighting, stats, scale_jitter,
-            random_resized_crop, hflip, rotate, shift, blur, noise, short_side, upscale,
-            format, max_count, max_bytes, root, split, interpolation, exact, image_format,
-            quality, max_pixels, max_aspect, jobs, seed, on_error, overwrite, dry_run, max_disk):
+def augment(inputs, out, output, run, copies, crop, color_jitter, pca_lighting, stats,
+            scale_jitter, random_resized_crop, hflip, rotate, shift, blur, noise, short_side,
+            upscale, interpolation, exact, image_format, quality, max_pixels, max_aspect, seed):
     """Write K deterministic augmented copies of every image of SRC (offline augmentation).
 
     Copy k of an image is drawn from its own generator (seed, key, copy k): the same command
@@ -127,18 +131,18 @@ def augment(src, out, copies, crop, color_jitter, pca_lighting, stats, scale_jit
     parameters (augment). Stages run in a fixed order: crop (scale jitter / random resized /
     random), flip, rotate, shift, color jitter, PCA lighting, blur, noise.
     """
-    from dataprep.jobs.augment import augment as run_augment
+    from dataprep.jobs.augment import AugmentTask
+    from dataprep.jobs.job import write_records
 
-    echo_report(run_augment(
-        src, out, copies=copies, color_jitter=color_jitter, pca_lighting=pca_lighting,
-        stats=stats, scale_jitter=scale_jitter, crop=crop,
-        random_resized_crop=random_resized_crop, hflip=hflip, rotate=rotate, shift=shift,
-        blur=blur, noise=noise, short_side=short_side, upscale=upscale,
-        interpolation=interpolation, exact=exact, fmt=format, image_format=image_format,
-        quality=quality, max_pixels=max_pixels, max_aspect=max_aspect, max_count=max_count,
-        max_bytes=max_bytes,
-        seed=seed, jobs=jobs, on_error=on_error, overwrite=overwrite, split=split, root=root,
-        max_disk=max_disk, dry_run=dry_run, log=click.echo))
+    task = AugmentTask.build(
+        copies=copies, pipeline=None, flags=dict(
+            color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
+            scale_jitter=scale_jitter, crop=crop, random_resized_crop=random_resized_crop,
+            hflip=hflip, rotate=rotate, shift=shift, blur=blur, noise=noise),
+        short_side=short_side, upscale=upscale, interpolation=interpolation, exact=exact,
+        image_format=image_format, quality=quality, max_pixels=max_pixels,
+        max_aspect=max_aspect, seed=seed)
+    echo_report(write_records("augment", inputs, task, out, output, run))
 
 
 # --- preview -------------------------------------------------------------------------------
@@ -154,13 +158,13 @@ def _preview_recipe(ctx: click.Context, param: click.Parameter, value: str | Non
     preview shows what an augment recipe does."""
     if not value:
         return
-    from dataprep.recipe import check_keys, load_recipe, table_for
+    from dataprep.recipe import check_keys, load_recipe, table_for, verb_names
 
     try:
         recipe = load_recipe(value)
         verb = "augment" if _has_table(recipe, "augment") and not _has_table(
             recipe, "preview") else "preview"
-        table = table_for(recipe, verb, f"recipe {value}")
+        table = table_for(recipe, verb, f"recipe {value}", verb_names(ctx))
         if verb == "augment":
             table = {k: v for k, v in table.items() if k not in OUTPUT_ONLY}
         allowed = {p.name for p in ctx.command.params if p.name and p.name != "recipe"}
@@ -226,14 +230,3 @@ def preview(src, out, count, copies, views, five, cell, colors, short_side, crop
                   colors=colors)
     for line in result.lines():
         click.echo(line)
-
-
-def _register(commands: tuple[Any, ...]) -> None:
-    """Imported before dataprep.cli finished registering (this module imported first), the
-    group misses these commands: add them here."""
-    for command in commands:
-        if command.name not in cli.commands:
-            cli.add_command(command)
-
-
-_register((stats, augment, preview))

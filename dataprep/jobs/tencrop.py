@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,15 @@ from dataprep.io.decode import (
     open_image_sized,
     record_bytes,
 )
-from dataprep.io.scan import scan
-from dataprep.jobs.common import Log, run_job, source_inputs
+from dataprep.jobs.jitter import build_augment
+from dataprep.jobs.job import InputSpec, write_records
 from dataprep.ops.augment import Augment
 from dataprep.ops.crop import VIEW_NAMES, ten_crop
 from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
 from dataprep.ops.rng import sample_rng
-from dataprep.records import Record, RecordList, Sample
+from dataprep.options import Log, OutputSpec, RunOptions
+from dataprep.records import Record, Sample
 from dataprep.report import Report
-from dataprep.runner import prestart
 
 IMAGE_FORMATS = ("jpg", "png", "webp")
 VIEW_MODES = ("materialize", "lazy")
@@ -46,6 +46,31 @@ class ResizeTask:
     quality: int = 90
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_aspect: float = DEFAULT_MAX_ASPECT
+
+    def __post_init__(self) -> None:
+        check_image_flags(1 if self.short_side is None else self.short_side,
+                          self.image_format, self.quality, self.interpolation)
+        check_max_aspect(self.max_aspect)
+
+    @property
+    def views_per_record(self) -> int:
+        return 1
+
+    def params(self) -> dict[str, Any]:
+        """The task's part of a split's identity (ledger ``params``): its fields, an
+        augmentation pipeline as its resolved JSON. Without a pipeline the seed changes no
+        pixel, so it is left out (and of the output's fingerprint)."""
+        params = {f.name: getattr(self, f.name) for f in fields(self)}
+        pipeline = params.pop("augment", None)
+        stats = params.pop("stats", None)
+        if pipeline is not None:
+            params["augment"] = pipeline.to_json()
+            if stats is not None:  # where the PCA eigenvectors came from
+                params["stats"] = stats
+        else:
+            params.pop("seed", None)
+        params["views_per_record"] = self.views_per_record
+        return params
 
     def resized(self, record: Record, data: bytes | None = None):
         """The record's image decoded, guarded and resized (``data``: its bytes, when already
@@ -108,6 +133,36 @@ class TencropTask(ResizeTask):
     views: str = "materialize"
     augment: Augment | None = None
     seed: int = 0
+    stats: str | None = None  # the stats.json the PCA lighting's eigenvectors came from
+
+    @classmethod
+    def build(cls, *, short_side: int = 256, crop: int = 224, five: bool = False,
+              flip: bool = True, views: str = "materialize",
+              color_jitter: str | Sequence[float] | None = None, pca_lighting: float = 0.0,
+              stats: str | Path | dict[str, Any] | None = None, **fields: Any) -> TencropTask:
+        """The task the flags describe, checked: ``five`` (or ``flip=False``) cuts five views;
+        ``color_jitter`` / ``pca_lighting`` (with ``stats``) jitter each materialized view
+        (:func:`dataprep.jobs.jitter.build_augment`); ``fields``: the other fields."""
+        check_image_flags(short_side, fields.get("image_format", "jpg"),
+                          fields.get("quality", 90), fields.get("interpolation", "bilinear"))
+        if crop > short_side:
+            raise UsageError(f"--crop {crop} is larger than --short-side {short_side}; every "
+                             "crop would fall outside the resized image")
+        if views not in VIEW_MODES:
+            raise UsageError(f"--views {views!r}: expected one of {VIEW_MODES}")
+        jitter = build_augment(color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats)
+        if jitter is not None and views == "lazy":
+            raise UsageError("--color-jitter and --pca-lighting change each view's pixels, "
+                             "but --views lazy stores one image for all ten views; use "
+                             "--views materialize, or jitter at training time")
+        recorded = (str(stats) if jitter is not None and stats not in (None, "")
+                    and not isinstance(stats, dict) else None)
+        return cls(short_side=short_side, crop=crop, flip=flip and not five, views=views,
+                   augment=jitter, stats=recorded, **fields)
+
+    @property
+    def views_per_record(self) -> int:
+        return 1 if self.views == "lazy" else (10 if self.flip else 5)
 
     def __call__(self, record: Record) -> list[Sample]:
         img = self.resized(record)
@@ -138,7 +193,9 @@ class TencropTask(ResizeTask):
         return out
 
 
-def _check_common(short_side: int, image_format: str, quality: int, interpolation: str) -> None:
+def check_image_flags(short_side: int, image_format: str, quality: int,
+                      interpolation: str) -> None:
+    """The decode / resize / encode flags every image-writing verb shares."""
     if short_side <= 0:
         raise UsageError(f"--short-side must be positive, got {short_side}")
     if image_format not in IMAGE_FORMATS:
@@ -150,92 +207,46 @@ def _check_common(short_side: int, image_format: str, quality: int, interpolatio
                          f"{sorted(INTERPOLATIONS)}")
 
 
-def task_params(task: ResizeTask) -> dict[str, Any]:
-    """A task's fields as ledger parameters; an augmentation pipeline as its resolved JSON.
-
-    Without a pipeline the seed changes no pixel, so it is left out of the parameters (and of
-    the output's fingerprint).
-    """
-    params = {f.name: getattr(task, f.name) for f in fields(task)}
-    pipeline = params.pop("augment", None)
-    if pipeline is not None:
-        params["augment"] = pipeline.to_json()
-    else:
-        params.pop("seed", None)
-    return params
-
-
-def _run(command: str, src: str | Path, out: str | Path, task: ResizeTask, *, fmt: str,
-         views_per_record: int, jobs: int | None, on_error: str, overwrite: bool,
-         max_count: int, max_bytes: int | None, split: str | None, root: str | Path | None,
-         records: list[Record] | None = None, classes: list[str] | None = None,
-         max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
-         extra_params: dict[str, Any] | None = None) -> Report:
-    stream_splits: list[str] = []
-    prestart(jobs)
-    inputs: dict[str, Any] = {"inputs": [str(src)]}
-    if records is None:
-        source = scan(src, root=root)
-        inputs = source_inputs(source)
-        classes = source.classes
-        recs: list[Record] | Iterable[Record] = (
-            source.records if source.records is not None else source)
-        total = len(source) if source.records is not None or source.num_records else None
-        stream_splits = source.splits or []
-    else:
-        recs, total = records, len(records)
-    if split:  # one output split, whatever the source's records say (streams stay streams)
-        renamed = (replace(r, split=split) for r in recs)
-        if isinstance(recs, RecordList):
-            recs = RecordList(renamed)
-        else:
-            recs = list(renamed) if isinstance(recs, list) else renamed
-        splits = [split]
-    elif isinstance(recs, Sequence):
-        splits = sorted({r.split or "train" for r in recs})
-    else:
-        splits = sorted({s or "train" for s in stream_splits}) or ["train"]
-    params = dict(task_params(task), **(extra_params or {}), format=fmt,
-                  views_per_record=views_per_record, max_count=max_count, max_bytes=max_bytes,
-                  src=str(src))
-    return run_job(command, recs, task, out, fmt=fmt, classes=classes or [], params=params,
-                   splits=splits, jobs=jobs, on_error=on_error, overwrite=overwrite,
-                   max_count=max_count, max_bytes=max_bytes, total=total, max_disk=max_disk,
-                   dry_run=dry_run, log=log, **inputs)
-
-
-def resize(src: str | Path, out: str | Path, *, short_side: int = 256, fmt: str = "webdataset",
+def resize(src: str | Path, out: str | Path, *, short_side: int = 256,
            interpolation: str = "bilinear", exact: bool = False, upscale: bool = False,
            image_format: str = "jpg", quality: int = 90, max_pixels: int = DEFAULT_MAX_PIXELS,
-           max_aspect: float = DEFAULT_MAX_ASPECT, max_count: int = 10_000,
-           max_bytes: int | None = None, jobs: int | None = None,
-           on_error: str = "skip", overwrite: bool = False, split: str | None = None,
+           max_aspect: float = DEFAULT_MAX_ASPECT, fmt: str = "webdataset",
+           max_count: int = 10_000, max_bytes: int | None = None,
+           lmdb_layout: str = "dataprep", split: str | None = None,
            root: str | Path | None = None, records: list[Record] | None = None,
-           classes: list[str] | None = None, max_disk: int | None = None,
-           dry_run: bool = False, log: Log | None = None) -> Report:
-    """Short-side resize every image of ``src`` into ``out``."""
-    _check_common(short_side, image_format, quality, interpolation)
-    check_max_aspect(max_aspect)
-    task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality, max_pixels,
-                      max_aspect)
-    return _run("resize", src, out, task, fmt=fmt, views_per_record=1, jobs=jobs,
-                on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
-                split=split, root=root, records=records, classes=classes, max_disk=max_disk,
-                dry_run=dry_run, log=log)
+           classes: list[str] | None = None, jobs: int | None = None,
+           backend: str | None = None, scheduler: str | None = None, on_error: str = "skip",
+           overwrite: bool = False, dry_run: bool = False, max_disk: int | None = None,
+           fingerprint: str = "stat", log: Log | None = None) -> Report:
+    """Short-side resize every image of ``src`` into ``out``.
+
+    The task's arguments are :class:`ResizeTask`'s fields; ``fmt`` to ``lmdb_layout`` describe
+    the output (:class:`~dataprep.options.OutputSpec`), ``split`` to ``classes`` the input
+    (:class:`~dataprep.jobs.job.InputSpec`), ``jobs`` to ``log`` the run
+    (:class:`~dataprep.options.RunOptions`).
+    """
+    task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality,
+                      max_pixels, max_aspect)
+    return write_records("resize", InputSpec(src, root, split, records, classes), task, out,
+                         OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
+                         RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
+                                    max_disk, fingerprint, log))
 
 
 def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: int = 224,
             five: bool = False, flip: bool = True, views: str = "materialize",
-            fmt: str = "webdataset", interpolation: str = "bilinear", exact: bool = False,
-            upscale: bool = True, image_format: str = "jpg", quality: int = 90,
+            interpolation: str = "bilinear", exact: bool = False, upscale: bool = True,
+            image_format: str = "jpg", quality: int = 90,
             max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT,
-            max_count: int = 10_000,
-            max_bytes: int | None = None, jobs: int | None = None, on_error: str = "skip",
-            overwrite: bool = False, split: str | None = None, root: str | Path | None = None,
-            records: list[Record] | None = None, classes: list[str] | None = None,
-            max_disk: int | None = None, dry_run: bool = False, log: Log | None = None,
             color_jitter: str | Sequence[float] | None = None, pca_lighting: float = 0.0,
-            stats: str | Path | dict[str, Any] | None = None, seed: int = 0) -> Report:
+            stats: str | Path | dict[str, Any] | None = None, seed: int = 0,
+            fmt: str = "webdataset", max_count: int = 10_000, max_bytes: int | None = None,
+            lmdb_layout: str = "dataprep", split: str | None = None,
+            root: str | Path | None = None, records: list[Record] | None = None,
+            classes: list[str] | None = None, jobs: int | None = None,
+            backend: str | None = None, scheduler: str | None = None, on_error: str = "skip",
+            overwrite: bool = False, dry_run: bool = False, max_disk: int | None = None,
+            fingerprint: str = "stat", log: Log | None = None) -> Report:
     """Resize to ``short_side`` then cut ten views (five with ``five`` or ``flip=False``).
 
     View order is torchvision ``TenCrop``'s. ``views="materialize"`` writes each
@@ -244,30 +255,15 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
 
     ``color_jitter`` (``"B,C,S,H"``) and ``pca_lighting`` (sigma; eigenvectors from ``stats``,
     ImageNet's by default) jitter each materialized view with ``sample_rng(seed, key, view=i)``
-    (see :func:`dataprep.jobs.augment.build_augment`); lazy views refuse them.
+    (see :func:`dataprep.jobs.jitter.build_augment`); lazy views refuse them. The other
+    arguments are as :func:`resize`'s.
     """
-    _check_common(short_side, image_format, quality, interpolation)
-    if crop > short_side:
-        raise UsageError(f"--crop {crop} is larger than --short-side {short_side}; every crop "
-                         "would fall outside the resized image")
-    if views not in VIEW_MODES:
-        raise UsageError(f"--views {views!r}: expected one of {VIEW_MODES}")
-    from dataprep.jobs.augment import build_augment
-
-    jitter = build_augment(color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats)
-    if jitter is not None and views == "lazy":
-        raise UsageError("--color-jitter and --pca-lighting change each view's pixels, but "
-                         "--views lazy stores one image for all ten views; use --views "
-                         "materialize, or jitter at training time")
-    flip = flip and not five
-    check_max_aspect(max_aspect)
-    task = TencropTask(short_side, interpolation, exact, upscale, image_format, quality,
-                       max_pixels, max_aspect, crop=crop, flip=flip, views=views, augment=jitter,
-                       seed=seed)
-    per_record = 1 if views == "lazy" else (10 if flip else 5)
-    extra = ({"stats": str(stats)} if jitter is not None and stats not in (None, "")
-             and not isinstance(stats, dict) else {})
-    return _run("tencrop", src, out, task, fmt=fmt, views_per_record=per_record, jobs=jobs,
-                on_error=on_error, overwrite=overwrite, max_count=max_count, max_bytes=max_bytes,
-                split=split, root=root, records=records, classes=classes, max_disk=max_disk,
-                dry_run=dry_run, log=log, extra_params=extra)
+    task = TencropTask.build(
+        short_side=short_side, interpolation=interpolation, exact=exact, upscale=upscale,
+        image_format=image_format, quality=quality, max_pixels=max_pixels,
+        max_aspect=max_aspect, crop=crop, five=five, flip=flip, views=views,
+        color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats, seed=seed)
+    return write_records("tencrop", InputSpec(src, root, split, records, classes), task, out,
+                         OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
+                         RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
+                                    max_disk, fingerprint, log))

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from dataprep.io import durable
-from dataprep.io.writers import FolderWriter, lmdb_layout
+from dataprep.io.writers import FolderWriter
 from dataprep.jobs.tencrop import resize, tencrop
 from dataprep.jobs.verify import verify
 
@@ -44,18 +44,13 @@ def make_images(root: Path, n: int = 14) -> Path:
     return root
 
 
-def _in_layout(layout: str, job: Callable[..., object], *args: object, **kwargs: object) -> object:
-    with lmdb_layout(layout):
-        return job(*args, **kwargs)
-
-
 JOBS: dict[str, Callable[[Path, Path], object]] = {
     "webdataset": lambda src, out: tencrop(src, out, short_side=32, crop=24, jobs=1,
                                            max_count=20, image_format="png"),
     "lmdb": lambda src, out: tencrop(src, out, short_side=32, crop=24, jobs=1, fmt="lmdb",
                                      image_format="png"),
-    "lmdb-caffe": lambda src, out: _in_layout("caffe", tencrop, src, out, short_side=32,
-                                              crop=24, jobs=1, fmt="lmdb", image_format="png"),
+    "lmdb-caffe": lambda src, out: tencrop(src, out, short_side=32, crop=24, jobs=1, fmt="lmdb",
+                                           lmdb_layout="caffe", image_format="png"),
     "folder": lambda src, out: resize(src, out, short_side=24, jobs=1, fmt="folder",
                                       image_format="png"),
 }

@@ -126,7 +126,7 @@ UNPRIVILEGED = textwrap.dedent("""
     import ctypes, sys
     import fcntl, hashlib, json, lmdb, numpy, resource, shutil, signal, tarfile, tempfile
     import joblib, tqdm
-    import dataprep.cli, dataprep.cluster, dataprep.io.writers, dataprep.jobs.common
+    import dataprep.cli, dataprep.cluster, dataprep.io.writers, dataprep.jobs.job
     import dataprep.jobs.tencrop, dataprep.report, dataprep.runner
     from PIL import Image
     Image.init()

@@ -429,7 +429,8 @@ def test_too_long_split_names_and_keys_are_refused_before_any_work(images, tmp_p
 def test_jobs_are_bounded_and_lmdb_io_errors_count_as_a_full_disk():
     import lmdb
 
-    from dataprep.runner import MAX_JOBS_PER_CORE, _disk_full, default_jobs, resolve_jobs
+    from dataprep.pool import MAX_JOBS_PER_CORE, default_jobs, resolve_jobs
+    from dataprep.runner import _disk_full
 
     assert resolve_jobs(1_000_000) == MAX_JOBS_PER_CORE * default_jobs()
     assert resolve_jobs(1) == 1
