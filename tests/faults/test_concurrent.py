@@ -44,10 +44,26 @@ def verify(out: Path) -> tuple[int, str]:
     return finish(start("verify", out, "--jobs", "1"))
 
 
+def photos_times(n: int, root: Path) -> Path:
+    """The bundled photos ``n`` times over (``copy{i}_<name>``): a run long enough for two more
+    processes to start and be refused while it holds the lock, on a loaded machine too."""
+    import shutil
+
+    for path in PHOTOS.rglob("*"):
+        if path.is_file() and path.suffix != ".tsv":
+            for i in range(n):
+                dest = root / path.parent.relative_to(PHOTOS) / f"copy{i}_{path.name}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+    return root
+
+
 @pytest.mark.parametrize("fmt", ["webdataset", "lmdb", "folder"])
 def test_a_second_run_is_refused_while_the_first_holds_the_folder(fmt, tmp_path):
     out = tmp_path / "out"
-    args = ["tencrop", PHOTOS, "-o", out, "--format", fmt, *SLOW]
+    copies = 4
+    args = ["tencrop", photos_times(copies, tmp_path / "photos"), "-o", out, "--format", fmt,
+            *SLOW]
     first = start(*args)
     pid = wait_for_lock(out, first)
     assert pid == str(first.pid)
@@ -60,7 +76,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(fmt, tmp_path)
     assert code == 0, output
     assert verify(out)[0] == 0
     ledger = json.loads((out / "dataprep.json").read_text())["splits"]["train"]
-    assert ledger["samples_out"] == 280
+    assert ledger["samples_out"] == 280 * copies
     assert not (out / ".dataprep.lock").read_text()  # no holder now
 
 
