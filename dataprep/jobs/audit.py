@@ -184,7 +184,7 @@ def _own_names() -> set[str]:
     """The files an audit writes into its -o (each also under its temporary name)."""
     from dataprep.jobs.audit_drift import EMBEDDINGS_NAME
     from dataprep.jobs.audit_report import ERRORS_NAME, SHEETS
-    from dataprep.jobs.output import LOCK_NAME
+    from dataprep.jobs.output_names import LOCK_NAME
 
     names = {FEATURES_NAME, "audit.json", "report.md", ERRORS_NAME, EMBEDDINGS_NAME, *SHEETS}
     return names | {f".{n}.tmp" for n in names} | {LOCK_NAME}
@@ -211,7 +211,7 @@ def check_out(out: Path) -> None:
                          "choose a new or empty folder for the audit")
     if (out / "audit.json").is_file():
         return
-    from dataprep.jobs.output import LOCK_NAME
+    from dataprep.jobs.output_names import LOCK_NAME
 
     present = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
     own = _own_names()
