@@ -105,7 +105,7 @@ def duplicate_groups(records: list[Record], kind: str, *, jobs: int | None = Non
     ``features.jsonl`` is reused for the files it holds unchanged, and its threshold. Returns
     the groups, the number of clusters and the images in them."""
     from dataprep.io.manifest import read_json
-    from dataprep.jobs.audit import FEATURES_NAME, compute_features, read_features
+    from dataprep.jobs.audit_features import FEATURES_NAME, compute_features, read_features
     from dataprep.jobs.audit_findings import NEAR_THRESHOLD, near_duplicates
 
     if kind not in AUDIT_GROUPS:
