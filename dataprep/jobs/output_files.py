@@ -1,9 +1,10 @@
 """The files of an output folder that its ledger and journals name: the ledger
 (``dataprep.json``) and the files derived from it (``_info.json``, ``errors.jsonl``,
 ``{split}.wids.json``, a Caffe split's sidecar), the stage folder, and the renames and
-deletions of shards. :class:`FolderFiles` is the base of :class:`~dataprep.jobs.output.
-OutputFolder`; planning and recovery (:mod:`dataprep.jobs.output_plan`,
-:mod:`dataprep.jobs.output_recovery`) change the folder only through it.
+deletions of shards. :class:`FolderFiles` is the base of
+:class:`~dataprep.jobs.output.OutputFolder`; planning and recovery
+(:mod:`dataprep.jobs.output_plan`, :mod:`dataprep.jobs.output_recovery`) change the folder
+only through it.
 """
 
 from __future__ import annotations
