@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dataprep.io.decode import open_image  # noqa: E402
-from dataprep.jobs.audit import Audited, compute_features, gather  # noqa: E402
+from dataprep.jobs.audit import gather  # noqa: E402
+from dataprep.jobs.audit_features import Audited, compute_features  # noqa: E402
 from dataprep.jobs.audit_findings import NEAR_THRESHOLD, near_duplicates  # noqa: E402
 
 REAL = Path("/work/real/photos")

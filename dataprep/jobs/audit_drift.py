@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,17 @@ def save_cache(path: Path, key: str, ids: list[str], e: np.ndarray) -> None:
     durable.write_atomic(path, buf.getvalue())
 
 
+@dataclass(frozen=True)
+class Embedder:
+    """How images are embedded: the torchvision ``model`` with ``weights``, at ``size``."""
+
+    model: str
+    weights: str | Path
+    size: int
+    max_pixels: int
+    jobs: int | None
+
+
 def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weights: str | Path,
           *, model: str = "mobilenet_v2", size: int = 224, reference: str = "train",
           jobs: int | None = None, max_pixels: int = 178_956_970,
@@ -180,8 +192,6 @@ def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weight
     ``records()``: a fresh stream of the audited records, in the order of ``images``.
     ``ids`` (their identities) and ``cache`` (an ``embeddings.npz``): embeddings of unchanged
     images made with the same weights are reused, and the file is rewritten."""
-    from dataprep.runner import resolve_jobs
-
     names = sorted({i.split for i in images})
     n_ref = sum(i.split == reference and i.features is not None for i in images)
     base = {"model": model, "weights": str(weights), "size": size, "reference": reference}
@@ -189,28 +199,49 @@ def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weight
         return {**base, "splits": {}, "note": (
             f"drift needs a {reference!r} split of two or more images and another split "
             f"(splits here: {', '.join(names)}); pass --reference NAME")}
-    key = _cache_key(weights, model, size)
-    known = load_cache(cache, key) if ids is not None else {}
-    usable = [i.features is not None for i in images]
-    todo = [u and (ids is None or ids[p] not in known) for p, u in enumerate(usable)]
-    if log:
-        log(f"drift: embedding {sum(todo):,} images with {model} ({weights}); "
-            f"{sum(usable) - sum(todo):,} reused from {EMBEDDINGS_NAME}")
-    new, new_kept = (embed(load_embedder(model, weights), records(), todo, size, max_pixels,
-                           resolve_jobs(jobs)) if any(todo) else (None, []))
-    fresh = dict(zip(new_kept, new if new is not None else [], strict=True))
-    kept = [p for p, u in enumerate(usable)
-            if u and (p in fresh or (ids is not None and ids[p] in known))]
-    if not kept:
+    how = Embedder(model, weights, size, max_pixels, jobs)
+    kept, e = _embeddings(images, records, how, ids, cache, log)
+    if e is None:
         return {**base, "splits": {}, "note": "no image could be embedded"}
-    e = np.stack([fresh[p] if p in fresh else known[ids[p]] for p in kept])  # type: ignore[index]
-    if cache is not None and ids is not None:
-        save_cache(cache, key, [ids[p] for p in kept], e)
     split_of = [images[p].split for p in kept]
     ref = np.array([s == reference for s in split_of])
     if ref.sum() < 2:
         return {**base, "splits": {}, "note": f"fewer than two {reference} images embedded"}
-    e = normalize(e)
+    return {**base, **_distances(images, kept, normalize(e), ref, names, reference)}
+
+
+def _embeddings(images: Sequence[Any], records: Callable[[], Iterable[Record]], how: Embedder,
+                ids: Sequence[str] | None, cache: Path | None,
+                log: Callable[[str], None] | None) -> tuple[list[int], np.ndarray | None]:
+    """The positions of the usable ``images`` that have an embedding, and those embeddings
+    (None: none could be made). Embeddings ``cache`` holds for the same identities and
+    weights are reused; the others are computed, and the cache rewritten."""
+    from dataprep.runner import resolve_jobs
+
+    key = _cache_key(how.weights, how.model, how.size)
+    known = load_cache(cache, key) if ids is not None else {}
+    usable = [i.features is not None for i in images]
+    todo = [u and (ids is None or ids[p] not in known) for p, u in enumerate(usable)]
+    if log:
+        log(f"drift: embedding {sum(todo):,} images with {how.model} ({how.weights}); "
+            f"{sum(usable) - sum(todo):,} reused from {EMBEDDINGS_NAME}")
+    new, new_kept = (embed(load_embedder(how.model, how.weights), records(), todo, how.size,
+                           how.max_pixels, resolve_jobs(how.jobs)) if any(todo) else (None, []))
+    fresh = dict(zip(new_kept, new if new is not None else [], strict=True))
+    kept = [p for p, u in enumerate(usable)
+            if u and (p in fresh or (ids is not None and ids[p] in known))]
+    if not kept:
+        return kept, None
+    e = np.stack([fresh[p] if p in fresh else known[ids[p]] for p in kept])  # type: ignore[index]
+    if cache is not None and ids is not None:
+        save_cache(cache, key, [ids[p] for p in kept], e)
+    return kept, e
+
+
+def _distances(images: Sequence[Any], kept: list[int], e: np.ndarray, ref: np.ndarray,
+               names: list[str], reference: str) -> dict[str, Any]:
+    """The drift findings from the normalized embeddings ``e`` of the ``kept`` images
+    (``ref``: which of them are of the reference split)."""
     refs = e[ref]
     baseline = nearest_distance(refs, refs, exclude_self=True)
     b_median, b_p95 = float(np.median(baseline)), float(np.percentile(baseline, 95))
@@ -218,8 +249,8 @@ def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weight
     dist[ref] = baseline
     if (~ref).any():
         dist[~ref] = nearest_distance(e[~ref], refs)
+    split_of = [images[p].split for p in kept]
     splits: dict[str, Any] = {}
-    by_class: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for name in names:
         if name == reference:
             continue
@@ -231,6 +262,18 @@ def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weight
                         "mean": round(float(d.mean()), 5),
                         "score": round(float(np.median(d)) / max(b_median, 1e-9), 3),
                         "far_share": round(float((d > b_p95).mean()), 4)}
+    farthest, ranking = _farthest(images, kept, dist, ref)
+    return {"dim": int(e.shape[1]),
+            "baseline": {"images": int(ref.sum()), "median": round(b_median, 5),
+                         "p95": round(b_p95, 5)},
+            "splits": splits, "farthest": farthest, "ranking": ranking}
+
+
+def _farthest(images: Sequence[Any], kept: list[int], dist: np.ndarray, ref: np.ndarray,
+              ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Per class, the non-reference images farthest from the reference (the drift sheet), and
+    all of them, farthest first."""
+    by_class: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for k, p in enumerate(kept):
         if not ref[k]:
             by_class[images[p].class_name].append((float(dist[k]), p))
@@ -240,7 +283,4 @@ def drift(images: Sequence[Any], records: Callable[[], Iterable[Record]], weight
     ranking = [dict(images[p].describe(), index=p, distance=round(float(dist[k]), 5))
                for k, p in sorted(((k, p) for k, p in enumerate(kept) if not ref[k]),
                                   key=lambda t: (-dist[t[0]], t[1]))]
-    return {**base, "dim": int(e.shape[1]),
-            "baseline": {"images": int(ref.sum()), "median": round(b_median, 5),
-                         "p95": round(b_p95, 5)},
-            "splits": splits, "farthest": farthest, "ranking": ranking}
+    return farthest, ranking

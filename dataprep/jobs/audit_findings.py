@@ -190,7 +190,7 @@ def split_stats(images: Sequence[Any], thresholds: dict[str, float]) -> dict[str
 def find(images: Sequence[Any], *, threshold: int = NEAR_THRESHOLD,
          thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """Every finding, as the JSON-ready dict ``audit.json`` holds (see the module docstring).
-    ``images``: :class:`dataprep.jobs.audit.Audited` (split, class, features or None)."""
+    ``images``: :class:`dataprep.jobs.audit_features.Audited` (split, class, features or None)."""
     t = dict(ODD_THRESHOLDS)
     for key, value in (thresholds or {}).items():
         if key not in t:

@@ -187,14 +187,7 @@ def preview(src: str | Path, out: str | Path, *, count: int = 4, copies: int = 4
     documentation) instead of full RGB.
     """
     start = time.perf_counter()
-    if count < 1 or copies < 0 or cell < 16:
-        raise UsageError(f"--count {count} must be >= 1, --copies {copies} >= 0 and --cell "
-                         f"{cell} >= 16")
-    if colors is not None and not 2 <= colors <= 256:
-        raise UsageError(f"--colors {colors} must be between 2 and 256 (a PNG palette)")
-    out = Path(out)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UsageError(f"-o {out}: expected a .png (or .jpg / .webp) file name")
+    out = _check_flags(Path(out), count, copies, cell, colors)
     color = build_augment(color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats)
     full = build_augment(color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
                          scale_jitter=scale_jitter, crop=crop,
@@ -210,24 +203,9 @@ def preview(src: str | Path, out: str | Path, *, count: int = 4, copies: int = 4
     augment_task = AugmentTask(short_side=short_side, interpolation=interpolation, exact=exact,
                                upscale=upscale, image_format="png", max_pixels=max_pixels,
                                augment=full or Augment(), copies=copies, seed=seed)
-    source = scan(src, root=root, split=split)
-    pool = source.records if source.records is not None else list(islice(source, 64 * count))
-    if split and source.records is not None:
-        pool = [r for r in pool if r.split == split]
-    rows: list[tuple[str, list[list[Image.Image]]]] = []
-    skipped: list[str] = []
-    for record in pick_records(pool, count):
-        try:
-            original = open_image(record.data if record.data is not None else record.path,
-                                  max_pixels=max_pixels)
-            groups = [[original]]
-            groups.append(_decoded(tencrop_task(record)) if views else [])
-            groups.append(_decoded(augment_task(record)) if copies else [])
-        except ImageError as exc:
-            skipped.append(str(exc))
-            continue
-        label = f"{record.class_name} / {record.key}  ({original.width}x{original.height})"
-        rows.append((label, groups))
+    rows, skipped = _rows(pick_records(_pool(src, root, split, count), count),
+                          tencrop_task if views else None, augment_task if copies else None,
+                          max_pixels)
     if not rows:
         raise UsageError(f"no image of {src} could be previewed: " + "; ".join(skipped[:3]))
     n_views = 5 if five else 10
@@ -239,7 +217,58 @@ def preview(src: str | Path, out: str | Path, *, count: int = 4, copies: int = 4
         if views else "views: off",
         f"copies: augment (--short-side {short_side or 'off'}; seed {seed}): {_describe(full)}",
     ]
-    sheet = contact_sheet(rows, headers, cell, caption)
+    sheet = _save(contact_sheet(rows, headers, cell, caption), out, colors)
+    return PreviewResult(str(out), sheet.size, [label for label, _ in rows],
+                         sum(len(h) for h in headers), skipped, time.perf_counter() - start)
+
+
+def _check_flags(out: Path, count: int, copies: int, cell: int, colors: int | None) -> Path:
+    """Refuse, before any work, flags no sheet can be made with; ``out``, checked."""
+    if count < 1 or copies < 0 or cell < 16:
+        raise UsageError(f"--count {count} must be >= 1, --copies {copies} >= 0 and --cell "
+                         f"{cell} >= 16")
+    if colors is not None and not 2 <= colors <= 256:
+        raise UsageError(f"--colors {colors} must be between 2 and 256 (a PNG palette)")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UsageError(f"-o {out}: expected a .png (or .jpg / .webp) file name")
+    return out
+
+
+def _pool(src: str | Path, root: str | Path | None, split: str | None, count: int,
+          ) -> list[Record]:
+    """The records to pick from: all of a listed source (of ``split`` when given), else the
+    first ``64 * count`` a scan yields."""
+    source = scan(src, root=root, split=split)
+    pool = source.records if source.records is not None else list(islice(source, 64 * count))
+    if split and source.records is not None:
+        pool = [r for r in pool if r.split == split]
+    return pool
+
+
+def _rows(records: list[Record], tencrop_task: TencropTask | None,
+          augment_task: AugmentTask | None, max_pixels: int,
+          ) -> tuple[list[tuple[str, list[list[Image.Image]]]], list[str]]:
+    """Per record: its label and its groups of images (original, views, copies), made by the
+    jobs' own tasks (None: that group is off); and the reasons of the records skipped."""
+    rows: list[tuple[str, list[list[Image.Image]]]] = []
+    skipped: list[str] = []
+    for record in records:
+        try:
+            original = open_image(record.data if record.data is not None else record.path,
+                                  max_pixels=max_pixels)
+            groups = [[original]]
+            groups.append(_decoded(tencrop_task(record)) if tencrop_task is not None else [])
+            groups.append(_decoded(augment_task(record)) if augment_task is not None else [])
+        except ImageError as exc:
+            skipped.append(str(exc))
+            continue
+        label = f"{record.class_name} / {record.key}  ({original.width}x{original.height})"
+        rows.append((label, groups))
+    return rows, skipped
+
+
+def _save(sheet: Image.Image, out: Path, colors: int | None) -> Image.Image:
+    """Write the sheet to ``out`` atomically (``colors``: as a palette PNG); the image saved."""
     if colors is not None:
         if out.suffix.lower() != ".png":
             raise UsageError(f"--colors makes a palette PNG; -o {out} is not a .png")
@@ -250,5 +279,4 @@ def preview(src: str | Path, out: str | Path, *, count: int = 4, copies: int = 4
                                                                        {"quality": 90})
     sheet.save(tmp, **save)
     tmp.replace(out)
-    return PreviewResult(str(out), sheet.size, [label for label, _ in rows],
-                         sum(len(h) for h in headers), skipped, time.perf_counter() - start)
+    return sheet

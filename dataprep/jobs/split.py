@@ -105,7 +105,7 @@ def duplicate_groups(records: list[Record], kind: str, *, jobs: int | None = Non
     ``features.jsonl`` is reused for the files it holds unchanged, and its threshold. Returns
     the groups, the number of clusters and the images in them."""
     from dataprep.io.manifest import read_json
-    from dataprep.jobs.audit import FEATURES_NAME, compute_features, read_features
+    from dataprep.jobs.audit_features import FEATURES_NAME, compute_features, read_features
     from dataprep.jobs.audit_findings import NEAR_THRESHOLD, near_duplicates
 
     if kind not in AUDIT_GROUPS:
@@ -146,11 +146,7 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
     ``groups_of``: key -> group, instead of a ``group_by`` pattern (the clusters of
     :func:`duplicate_groups`); a group found in several classes goes to one split, the one
     the first of those classes (in label order) gave it; records get their group."""
-    if not 0 < ratio < 1:
-        raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
-    if test_ratio < 0 or ratio + test_ratio >= 1:
-        raise UsageError(f"--ratio {ratio} + --test-ratio {test_ratio} must stay below 1 so "
-                         "that val keeps some images")
+    _check_ratios(ratio, test_ratio)
     fixed: dict[str, str] | None = None  # groups_of: group -> the split it went to
     if groups_of is not None:
         fixed, group_by = {}, None
@@ -165,53 +161,16 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
     if test_ratio > 0:
         out["test"] = []
     for label in sorted(by_class):
-        members = sorted(by_class[label], key=_key)
-        if per_class_limit is not None:
-            members = sorted(members, key=lambda r: (stable_rank(seed + 1_000_003, r.key), r.key))
-            members = sorted(members[:per_class_limit], key=lambda r: r.key)
-        n_train, n_val, n_test = _counts(len(members), ratio, test_ratio)
+        members = _members(by_class[label], per_class_limit, seed)
+        counts = _counts(len(members), ratio, test_ratio)
         if pattern is None and fixed is None:  # every record is its own group (unique keys)
-            # members are sorted by key and sorted() is stable: equal ranks keep key order
-            ranked_records = sorted(members, key=lambda r: stable_rank(seed, r.key))
-            bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val),
-                      "test": (n_train + n_val, len(members))}
-            for name, (lo, hi) in bounds.items():
-                if name in out:  # classes come in label order: each block sorted by key
-                    out[name].extend(Record(r.key, r.path, r.label, r.class_name, name, r.group)
-                                     for r in sorted(ranked_records[lo:hi], key=_key))
+            _place_records(out, members, counts, seed)
             continue
         groups: dict[str, list[Record]] = defaultdict(list)
         for r in members:
             groups[groups_of.get(r.key, r.key) if groups_of is not None
                    else group_of(r, pattern)].append(r)
-        ranked = sorted(groups, key=lambda g: (stable_rank(seed, g), g))
-        # whole groups, greedily until each split reaches its record count
-        cut: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-        targets = {"train": n_train, "val": n_val, "test": n_test}
-        filled = dict.fromkeys(targets, 0)
-        if fixed:  # a cluster placed by an earlier class stays in its split
-            for g in ranked:
-                if g in fixed:
-                    cut[fixed[g]].append(g)
-                    filled[fixed[g]] += len(groups[g])
-            ranked = [g for g in ranked if g not in fixed]
-        for i, g in enumerate(ranked):
-            name = next((s for s in ("train", "val", "test") if filled[s] < targets[s]),
-                        "train")
-            # a big early group must not starve a later split: when the splits still
-            # without a group need every remaining group, this one goes to the first of them
-            starved = [s for s in ("train", "val", "test") if targets[s] and not cut[s]]
-            if cut[name] and starved and len(starved) >= len(ranked) - i:
-                name = starved[0]
-            cut[name].append(g)
-            filled[name] += len(groups[g])
-        for name, gs in cut.items():
-            if fixed is not None:
-                fixed.update(dict.fromkeys(gs, name))
-            if gs and name in out:
-                out[name].extend(Record(r.key, r.path, r.label, r.class_name, name,
-                                        r.group if groups_of is None else groups_of.get(r.key))
-                                 for g in gs for r in groups[g])
+        _place_groups(out, groups, counts, seed, fixed, groups_of)
     if fixed is not None:
         for name in out:
             out[name].sort(key=lambda r: (r.label, r.key))
@@ -220,6 +179,80 @@ def split_records(records: list[Record], ratio: float = 0.8, test_ratio: float =
             out[name].sort(key=lambda r: (r.label, r.key))
         _check_groups(out, pattern)
     return out
+
+
+def _check_ratios(ratio: float, test_ratio: float) -> None:
+    if not 0 < ratio < 1:
+        raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
+    if test_ratio < 0 or ratio + test_ratio >= 1:
+        raise UsageError(f"--ratio {ratio} + --test-ratio {test_ratio} must stay below 1 so "
+                         "that val keeps some images")
+
+
+def _members(records: list[Record], per_class_limit: int | None, seed: int) -> list[Record]:
+    """A class's records sorted by key; with ``per_class_limit``, a seeded sample of them."""
+    members = sorted(records, key=_key)
+    if per_class_limit is not None:
+        members = sorted(members, key=lambda r: (stable_rank(seed + 1_000_003, r.key), r.key))
+        members = sorted(members[:per_class_limit], key=lambda r: r.key)
+    return members
+
+
+def _place_records(out: dict[str, list[Record]], members: list[Record],
+                   counts: tuple[int, int, int], seed: int) -> None:
+    """One class whose every record is its own group: the first ``n_train`` by seeded rank
+    to train, the next ``n_val`` to val, the rest to test."""
+    n_train, n_val, _ = counts
+    # members are sorted by key and sorted() is stable: equal ranks keep key order
+    ranked_records = sorted(members, key=lambda r: stable_rank(seed, r.key))
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val),
+              "test": (n_train + n_val, len(members))}
+    for name, (lo, hi) in bounds.items():
+        if name in out:  # classes come in label order: each block sorted by key
+            out[name].extend(Record(r.key, r.path, r.label, r.class_name, name, r.group)
+                             for r in sorted(ranked_records[lo:hi], key=_key))
+
+
+def _place_groups(out: dict[str, list[Record]], groups: dict[str, list[Record]],
+                  counts: tuple[int, int, int], seed: int, fixed: dict[str, str] | None,
+                  groups_of: dict[str, str] | None) -> None:
+    """One class's groups, whole, to the splits (see :func:`_cut`); ``fixed`` learns where
+    each group went."""
+    ranked = sorted(groups, key=lambda g: (stable_rank(seed, g), g))
+    for name, gs in _cut(groups, ranked, counts, fixed).items():
+        if fixed is not None:
+            fixed.update(dict.fromkeys(gs, name))
+        if gs and name in out:
+            out[name].extend(Record(r.key, r.path, r.label, r.class_name, name,
+                                    r.group if groups_of is None else groups_of.get(r.key))
+                             for g in gs for r in groups[g])
+
+
+def _cut(groups: dict[str, list[Record]], ranked: list[str], counts: tuple[int, int, int],
+         fixed: dict[str, str] | None) -> dict[str, list[str]]:
+    """split -> its groups: whole groups in ``ranked`` order, greedily until each split
+    reaches its record count; a group ``fixed`` by an earlier class stays in its split."""
+    n_train, n_val, n_test = counts
+    cut: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    targets = {"train": n_train, "val": n_val, "test": n_test}
+    filled = dict.fromkeys(targets, 0)
+    if fixed:  # a cluster placed by an earlier class stays in its split
+        for g in ranked:
+            if g in fixed:
+                cut[fixed[g]].append(g)
+                filled[fixed[g]] += len(groups[g])
+        ranked = [g for g in ranked if g not in fixed]
+    for i, g in enumerate(ranked):
+        name = next((s for s in ("train", "val", "test") if filled[s] < targets[s]),
+                    "train")
+        # a big early group must not starve a later split: when the splits still
+        # without a group need every remaining group, this one goes to the first of them
+        starved = [s for s in ("train", "val", "test") if targets[s] and not cut[s]]
+        if cut[name] and starved and len(starved) >= len(ranked) - i:
+            name = starved[0]
+        cut[name].append(g)
+        filled[name] += len(groups[g])
+    return cut
 
 
 def _check_groups(out: dict[str, list[Record]], pattern: re.Pattern) -> None:

@@ -34,7 +34,8 @@ from dataprep.io.manifest import (
     wids_name,
 )
 from dataprep.io.writers import STAGE_NAME, sha256_file
-from dataprep.jobs.output import LOCK_NAME, OutputFolder
+from dataprep.jobs.output import OutputFolder
+from dataprep.jobs.output_names import LOCK_NAME, owns
 from dataprep.journal import Journal
 
 
@@ -231,7 +232,7 @@ def _ledger_tasks(out: Path, ledger: dict[str, Any], report: VerifyReport,
         fmt = str(entry.get("format", "webdataset"))
         shards = entry.get("shards", [])
         for shard in shards:
-            if not OutputFolder.owns(split, fmt, shard["name"]):
+            if not owns(split, fmt, shard["name"]):
                 report.problems.append(f"{split}: {LEDGER_NAME} names {shard['name'][:80]!r}, "
                                        "not a name dataprep gives this split's shards")
             if shard["name"] in owner:

@@ -15,10 +15,23 @@ from PIL import Image, ImageFilter
 
 from dataprep.errors import ImageError, UsageError
 from dataprep.io.decode import open_image
-from dataprep.ops import augment as aug
-from dataprep.ops.augment import (
+from dataprep.ops import random_ops as aug
+from dataprep.ops.augment import Augment, parse_color_jitter, parse_range
+from dataprep.ops.color import ColorJitter, PCALighting, pca_lighting
+from dataprep.ops.geometry import (
+    crop,
+    gaussian_blur,
+    gaussian_noise,
+    hflip,
+    resized_crop,
+    resized_crop_params,
+    rotate,
+    scale_jitter,
+    shift,
+    vflip,
+)
+from dataprep.ops.random_ops import (
     Albumentations,
-    Augment,
     GaussianBlur,
     GaussianNoise,
     RandomCrop,
@@ -28,20 +41,7 @@ from dataprep.ops.augment import (
     RandomShift,
     RandomVFlip,
     ScaleJitter,
-    crop,
-    gaussian_blur,
-    gaussian_noise,
-    hflip,
-    parse_color_jitter,
-    parse_range,
-    resized_crop,
-    resized_crop_params,
-    rotate,
-    scale_jitter,
-    shift,
-    vflip,
 )
-from dataprep.ops.color import ColorJitter, PCALighting, pca_lighting
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.rng import sample_rng
 
