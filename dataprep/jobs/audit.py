@@ -239,7 +239,7 @@ def audit(srcs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     """
     from dataprep.jobs import audit_findings as af
     from dataprep.jobs.audit_report import write_outputs
-    from dataprep.runner import resolve_jobs
+    from dataprep.pool import resolve_jobs
 
     _check_flags(on_error, threshold)
     log = log or (lambda line: None)

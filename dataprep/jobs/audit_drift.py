@@ -216,7 +216,7 @@ def _embeddings(images: Sequence[Any], records: Callable[[], Iterable[Record]], 
     """The positions of the usable ``images`` that have an embedding, and those embeddings
     (None: none could be made). Embeddings ``cache`` holds for the same identities and
     weights are reused; the others are computed, and the cache rewritten."""
-    from dataprep.runner import resolve_jobs
+    from dataprep.pool import resolve_jobs
 
     key = _cache_key(how.weights, how.model, how.size)
     known = load_cache(cache, key) if ids is not None else {}

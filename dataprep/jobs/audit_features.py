@@ -175,7 +175,8 @@ def compute_features(records: Iterable[Record], *, jobs: int | None = None,
     their identities (:func:`identity`) and how many came from the cache."""
     from tqdm import tqdm
 
-    from dataprep.runner import map_records, resolve_jobs
+    from dataprep.pool import resolve_jobs
+    from dataprep.runner import map_records
 
     cache = cache or {}
     n_jobs = resolve_jobs(jobs)

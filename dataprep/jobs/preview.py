@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from dataprep.errors import ImageError, UsageError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
 from dataprep.io.scan import scan
-from dataprep.jobs.augment import AugmentTask, build_augment
+from dataprep.jobs.augment import AugmentTask
+from dataprep.jobs.jitter import build_augment
 from dataprep.jobs.tencrop import TencropTask
 from dataprep.ops.augment import Augment
 from dataprep.records import Record

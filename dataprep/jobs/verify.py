@@ -344,7 +344,7 @@ def _run_checks(out: Path, tasks: list[tuple[str, str, dict, int | None]], jobs:
                 decode: bool) -> list[ShardCheck]:
     from joblib import Parallel, delayed
 
-    from dataprep.runner import resolve_jobs
+    from dataprep.pool import resolve_jobs
 
     n_jobs = min(resolve_jobs(jobs), max(1, len(tasks)))
     if n_jobs == 1:

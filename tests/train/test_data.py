@@ -13,7 +13,7 @@ from conftest import CLASSES, make_shards, samples, write_split
 from PIL import Image
 
 from dataprep.errors import ShardError
-from dataprep.jobs.augment import build_augment
+from dataprep.jobs.jitter import build_augment
 from dataprep.ops.crop import ten_crop
 from dataprep.ops.rng import sample_rng
 from dataprep.train.data import (

@@ -29,7 +29,8 @@ from PIL import Image
 from scipy.stats import ks_2samp
 
 from dataprep.io.readers import iter_samples
-from dataprep.jobs.augment import augment, build_augment
+from dataprep.jobs.augment import augment
+from dataprep.jobs.jitter import build_augment
 from dataprep.jobs.shard import shard
 from dataprep.ops.rng import sample_rng
 from dataprep.train.config import TrainConfig
