@@ -30,6 +30,7 @@ class Report:
     resumed: dict[str, int] = field(default_factory=dict)  # split -> records reused from a run
     complete: list[str] = field(default_factory=list)  # splits already complete, left as they were
     finished: list[str] = field(default_factory=list)  # interrupted splits whose last step was done
+    kept_bytes: int | None = 0  # shards of an interrupted run this one went on from (None: LMDB)
 
     @property
     def images_per_s(self) -> float:
@@ -42,6 +43,21 @@ class Report:
         if self.records_in - self.skipped <= 0:
             return "no input image used"
         return f"{self.images_per_s:,.1f} input images/s"
+
+    def _estimate_line(self, stored: int) -> str:
+        """The estimate against what it estimated: the shards this run wrote (a resumed run
+        estimated only the part left to write)."""
+        est = human_bytes(self.estimated_bytes or 0)
+        if self.kept_bytes is None:  # a resumed LMDB: one environment holds both parts
+            return (f"  the shards take {human_bytes(stored)} with their headers and metadata; "
+                    f"estimated {est} before writing, for the part left to write")
+        new = stored - self.kept_bytes
+        what = "the shards written now take" if self.kept_bytes else "the shards take"
+        if new <= 0:
+            return f"  nothing new was written; estimated {est} before writing"
+        err = ((self.estimated_bytes or 0) - new) / new * 100
+        return (f"  {what} {human_bytes(new)} with their headers and metadata; estimated "
+                f"{est} before writing ({err:+.0f}%)")
 
     def lines(self) -> list[str]:
         if self.dry_run:
@@ -64,10 +80,7 @@ class Report:
         ]
         stored = sum(s.bytes for shards in self.shards.values() for s in shards)
         if self.estimated_bytes and stored:
-            err = (self.estimated_bytes - stored) / stored * 100
-            out.append(f"  the shards take {human_bytes(stored)} with their headers and metadata; "
-                       f"estimated {human_bytes(self.estimated_bytes)} before writing "
-                       f"({err:+.0f}%)")
+            out.append(self._estimate_line(stored))
         for split, n in sorted(self.resumed.items()):
             out.append(f"  {split}: resumed after {n:,} records from an interrupted run")
         for split in self.complete:

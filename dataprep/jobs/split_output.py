@@ -39,6 +39,11 @@ class SplitOutput:
         self.errors: list[dict[str, Any]] = list(plan.errors)
         self._new_errors: list[dict[str, Any]] = []
         self.resumed_after = int(point.get("next_record", 0)) if plan.point else None
+        # the bytes an interrupted run's shards already take (None: an LMDB environment goes
+        # on growing, its earlier part is not told apart)
+        self.kept_bytes: int | None = (sum(f.bytes for f in plan.files)
+                                       if header.get("format") != "lmdb" or not plan.point
+                                       else None)
         if plan.point is None:
             self.journal.start(header)
 
