@@ -73,6 +73,8 @@ from dataprep.train.sweep_spec import Run, Spec, load_spec, train_params
 
 @dataclass
 class SweepResult:
+    """What a sweep call did: every run's state, the --dry-run estimate, the comparison."""
+
     out: str
     runs: list[Run]
     states: dict[str, str]  # name -> finished | failed | blocked | skipped (other shard) ...

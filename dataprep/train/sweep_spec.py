@@ -57,6 +57,8 @@ class Run:
 
 @dataclass
 class Spec:
+    """A checked SPEC: its path and its runs, in order."""
+
     path: str
     runs: list[Run]
 
