@@ -305,24 +305,3 @@ def summary(model: str, img_size: int | None, num_classes: int, weights: str | N
     click.echo(report.to_text())
     click.echo("")
     click.echo(groups.table(lr))
-
-
-@click.group("train-tools")
-def main_group() -> None:
-    """The trainer's commands, runnable as ``python -m dataprep.train``."""
-
-
-main_group.add_command(train)
-main_group.add_command(summary)
-
-
-def _add_experiments() -> None:
-    """``sweep`` and ``compare`` (their modules import this one's ``train`` lazily)."""
-    from dataprep.train.compare import compare_cmd
-    from dataprep.train.sweep import sweep_cmd
-
-    main_group.add_command(sweep_cmd)
-    main_group.add_command(compare_cmd)
-
-
-_add_experiments()

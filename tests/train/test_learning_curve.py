@@ -15,13 +15,8 @@ from PIL import Image
 
 from dataprep.cli import cli
 from dataprep.errors import UsageError
-from dataprep.train.learning_curve import (
-    fit_log_linear,
-    learning_curve,
-    parse_sizes,
-    slope_line,
-    summarize,
-)
+from dataprep.train.curve_output import fit_log_linear, slope_line, summarize
+from dataprep.train.learning_curve import learning_curve, parse_sizes
 
 TINY = ["--model", "tiny_cnn", "--img-size", "32", "--short-side", "36", "--epochs", "3",
         "--batch-size", "4", "--lr", "0.05", "--workers", "0", "--jobs", "1",

@@ -25,7 +25,7 @@ from PIL import Image
 from dataprep.cli import cli
 from dataprep.errors import UsageError
 from dataprep.train.compare import compare, standard_error
-from dataprep.train.sweep import load_spec, run_name, safe_run_name, train_argv, train_params
+from dataprep.train.sweep_spec import load_spec, run_name, safe_run_name, train_argv, train_params
 
 TINY = """
 [base]
