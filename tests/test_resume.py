@@ -144,3 +144,24 @@ def test_a_damaged_finished_shard_is_written_again(tmp_path):
     again = dataprep(*args)
     assert again.returncode == 0, again.stderr
     assert tree(out) == before
+
+
+def test_a_resumed_run_compares_its_estimate_with_the_shards_it_wrote():
+    """The estimate of a resumed run covers the part left to write: it is compared with the
+    shards written now, not with those the interrupted run kept."""
+    from dataprep.io.writers import ShardInfo
+    from dataprep.report import Report
+
+    shards = {"train": [ShardInfo("train-000000.tar", 10, 9_000_000, ""),
+                        ShardInfo("train-000001.tar", 10, 1_000_000, "")]}
+    fresh = Report("tencrop", "out", records_in=20, samples_out=20, shards=shards,
+                   estimated_bytes=1_100_000, kept_bytes=9_000_000, resumed={"train": 10})
+    line = next(x for x in fresh.lines() if "estimated" in x)
+    assert "the shards written now take 1.0 MB" in line and "(+10%)" in line
+    whole = Report("tencrop", "out", records_in=20, samples_out=20, shards=shards,
+                   estimated_bytes=11_000_000)
+    assert "the shards take 10.0 MB" in next(x for x in whole.lines() if "estimated" in x)
+    lmdb = Report("tencrop", "out", records_in=20, samples_out=20, shards=shards,
+                  estimated_bytes=1_000_000, kept_bytes=None, resumed={"train": 10})
+    line = next(x for x in lmdb.lines() if "estimated" in x)
+    assert "for the part left to write" in line and "%" not in line
