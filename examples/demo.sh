@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: split the bundled photos 80/20, ten-crop the train split at
-# 256/224 into WebDataset shards, shard the val split, then read the result back.
+# 256/224 into WebDataset shards, resize the val split to 256 beside them, read the result
+# back, and draw a contact sheet of what the ten views are.
 set -euo pipefail
 DATAPREP=${1:-dataprep}
 PY=$(dirname "$DATAPREP")/python
@@ -13,8 +14,9 @@ echo "== dataprep tencrop $OUT/splits/train.jsonl -o $OUT/shards --short-side 25
 "$DATAPREP" tencrop "$OUT/splits/train.jsonl" -o "$OUT/shards" --short-side 256 --crop 224 \
     --format webdataset --overwrite
 echo
-echo "== dataprep shard $OUT/splits/val.jsonl -o $OUT/shards --format webdataset"
-"$DATAPREP" shard "$OUT/splits/val.jsonl" -o "$OUT/shards" --format webdataset --overwrite
+echo "== dataprep resize $OUT/splits/val.jsonl -o $OUT/shards --short-side 256 --format webdataset"
+"$DATAPREP" resize "$OUT/splits/val.jsonl" -o "$OUT/shards" --short-side 256 --format webdataset \
+    --overwrite
 echo
 echo "== the output"
 ls -l "$OUT/shards"
@@ -32,4 +34,8 @@ print(f"first train sample, read with the stock webdataset reader: key={first['_
       f"class={meta['class_name']} view={meta['view_name']} jpg={len(first['jpg'])} bytes")
 PY
 echo
-echo "Shards are in $OUT/shards (manifests in $OUT/splits)."
+echo "== dataprep preview $OUT/splits/train.jsonl -o $OUT/preview.png --count 3 --copies 0"
+"$DATAPREP" preview "$OUT/splits/train.jsonl" -o "$OUT/preview.png" --count 3 --copies 0
+echo
+echo "Shards are in $OUT/shards (manifests in $OUT/splits); $OUT/preview.png shows three"
+echo "train images with their ten views."

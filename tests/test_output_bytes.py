@@ -2,7 +2,7 @@
 
 Each case runs CLI commands on the bundled photos and compares every output file with the
 digests in ``tests/data/output_bytes.json``, recorded from an earlier release of the same
-commands. The first case is ``make demo``'s chain (split, tencrop train, shard val).
+commands. The first case is ``make demo``'s chain (split, tencrop train, resize val, preview).
 
 The shards hold each photo's absolute path (in the json members, the manifests and, through the
 json sizes, the tar headers), and this checkout's location differs from the one the digests
@@ -39,7 +39,13 @@ CASES = {
         "split {P}/photos -o {P}/splits --ratio 0.8",
         "tencrop {P}/splits/train.jsonl -o {P}/shards --short-side 256 --crop 224 "
         "--format webdataset",
+        "resize {P}/splits/val.jsonl -o {P}/shards --short-side 256 --format webdataset",
+        "preview {P}/splits/train.jsonl -o {P}/preview.png --count 3 --copies 0",
+    ],
+    "shard_val": [
+        "split {P}/photos -o {P}/splits --ratio 0.8",
         "shard {P}/splits/val.jsonl -o {P}/shards --format webdataset",
+        "shard {P}/photos -o {P}/packed --shuffle --balance oversample --max-count 40",
     ],
     "resize_jitter_folder": [
         "split {P}/photos -o {P}/splits --ratio 0.5 --seed 3",
