@@ -24,6 +24,9 @@ from dataprep.errors import DataprepError, UsageError, cli_message
 from dataprep.recipe import recipe_callback
 
 FORMATS = ("webdataset", "lmdb", "folder")
+MAX_PIXELS_HELP = ("Refuse an image of more pixels than this (width x height, read from its "
+                   "header before anything is decoded: a guard against decompression bombs; "
+                   "the default is Pillow's, about 179 megapixels, e.g. 17900x10000).")
 
 
 def parse_size(text: str | int | None) -> int | None:
@@ -64,7 +67,7 @@ def read_options(jobs_help: str) -> Callable[[Callable], Callable]:
         for option in reversed((
             click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                          show_default=True,
-                         help="Refuse images with more pixels (decompression bomb guard)."),
+                         help=MAX_PIXELS_HELP),
             click.option("--root", type=click.Path(file_okay=False), default=None,
                          help="Folder that relative paths of a list file resolve against."),
             click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip",
@@ -241,7 +244,7 @@ def image_options(f: Callable) -> Callable:
                      help="Refuse images whose longer side is more than this many times the "
                           "shorter (bomb guard, with --max-pixels on the resized size too)."),
         click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
-                     help="Refuse images with more pixels (decompression bomb guard)."),
+                     help=MAX_PIXELS_HELP),
     ])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from dataprep.cli_options import (
+    MAX_PIXELS_HELP,
     echo_report,
     image_options,
     input_options,
@@ -75,7 +76,7 @@ def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, audit_dir,
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Output folder.")
 @click.option("--short-side", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Target length of the shorter side (the longer keeps the aspect ratio).")
+              help="Length of the shorter side in pixels (the longer keeps the aspect ratio).")
 @click.option("--upscale/--no-upscale", default=False, show_default=True,
               help="Enlarge images whose shorter side is below --short-side.")
 @image_options
@@ -86,7 +87,14 @@ def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, audit_dir,
 @reports_errors
 def resize_cmd(inputs, out, output, run, short_side, upscale, interpolation, exact,
                image_format, quality, max_pixels, max_aspect, seed):
-    """Resize every image of SRC so its shorter side is --short-side."""
+    """Resize every image of SRC so its shorter side is --short-side.
+
+    \b
+    Examples:
+      dataprep resize splits/val.jsonl -o shards --short-side 256
+      dataprep resize images/ -o small --short-side 128 --format folder --image-format png
+      dataprep resize images/ -o db --format lmdb --lmdb-layout caffe --max-disk 20GB
+    """
     from dataprep.jobs.job import write_records
     from dataprep.jobs.tencrop import ResizeTask
 
@@ -100,9 +108,9 @@ def resize_cmd(inputs, out, output, run, short_side, upscale, interpolation, exa
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Output folder.")
 @click.option("--short-side", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Resize so the shorter side is this long, before cropping.")
+              help="Resize so the shorter side is this many pixels, before cropping.")
 @click.option("--crop", type=click.IntRange(min=1), default=224, show_default=True,
-              help="Side of the square views.")
+              help="Side of the square views, in pixels.")
 @click.option("--five", is_flag=True, help="Five views (corners + center), no mirrored ones.")
 @click.option("--flip/--no-flip", default=True, show_default=True,
               help="Add the five views of the mirrored image (ten in all).")
@@ -128,6 +136,13 @@ def tencrop_cmd(inputs, out, output, run, short_side, crop, five, flip, views, u
     The order is torchvision's TenCrop: top-left, top-right, bottom-left, bottom-right, center,
     then the same five of the horizontally flipped image. --color-jitter / --pca-lighting
     jitter each materialized view with its own generator (seed, key, view).
+
+    \b
+    Examples:
+      dataprep tencrop splits/train.jsonl -o shards --short-side 256 --crop 224
+      dataprep tencrop splits/train.jsonl -o lazy --views lazy        # one image, 10 views
+      dataprep tencrop splits/train.jsonl -o jit --color-jitter 0.4 --pca-lighting 0.1
+      dataprep tencrop splits/train.jsonl -o shards --dry-run         # size before writing
     """
     from dataprep.jobs.job import write_records
     from dataprep.jobs.tencrop import TencropTask
@@ -165,7 +180,7 @@ def tencrop_cmd(inputs, out, output, run, short_side, crop, five, flip, views, u
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
               help="JPEG/WebP quality for re-encoded images.")
 @click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
-              help="Refuse images with more pixels (decompression bomb guard).")
+              help=MAX_PIXELS_HELP)
 @click.option("--max-aspect", type=click.FloatRange(min=1, max=1e9), default=100.0,
               show_default=True,
               help="Refuse images whose longer side is more than this many times the shorter "
@@ -182,6 +197,12 @@ def shard_cmd(inputs, out, output, run, shuffle, balance, reencode, keep_formats
     Every sample gets one image field, --image-format in RGB: e.g. "dataprep shard photos/ -o
     shards/" stores PNGs with alpha as RGB .jpg (composited on white). With --keep-formats each
     file's bytes are kept.
+
+    \b
+    Examples:
+      dataprep shard images/ -o packed --shuffle --seed 1 --max-bytes 1GB
+      dataprep shard splits/train.jsonl -o db --format lmdb --balance oversample
+      dataprep shard lazy/ -o views --expand-views     # lazy tencrop views -> samples
     """
     from dataprep.jobs.shard import Packing, ShardTask, shard_records
 

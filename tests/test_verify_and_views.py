@@ -117,3 +117,15 @@ def test_lazy_views_store_far_fewer_bytes(tmp_path):
         assert r.exit_code == 0, r.output
         sizes[views] = sum(p.stat().st_size for p in (tmp_path / views).glob("*.tar"))
     assert sizes["materialize"] / sizes["lazy"] >= 4
+
+
+def test_no_decode_says_the_images_were_not_checked(outputs):
+    decoded = invoke("verify", outputs / "materialize", "--jobs", "1")
+    assert decoded.exit_code == 0, decoded.output
+    assert "decoded" in decoded.output.splitlines()[0]
+    assert "40/40" in decoded.output and "not checked" not in decoded.output
+    skipped = invoke("verify", outputs / "materialize", "--jobs", "1", "--no-decode")
+    assert skipped.exit_code == 0, skipped.output
+    rows = skipped.output.splitlines()[1:-1]
+    assert rows and all("not checked" in row and "/" not in row for row in rows)
+    assert "images not decoded: --no-decode" in skipped.output.splitlines()[-1]

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from dataprep.cli_options import (
+    MAX_PIXELS_HELP,
     echo_report,
     image_options,
     input_options,
@@ -203,7 +204,7 @@ def _preview_recipe(ctx: click.Context, param: click.Parameter, value: str | Non
               default="bilinear", show_default=True, help="Resampling filter.")
 @click.option("--exact", is_flag=True, help="Decode JPEGs in full (no DCT-domain draft).")
 @click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse images with more pixels (decompression bomb guard).")
+              help=MAX_PIXELS_HELP)
 @click.option("--split", default=None, help="Only images of this split.")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Folder that relative paths of a list file resolve against.")

@@ -49,6 +49,7 @@ class ShardCheck:
     sha_ok: bool = False
     undecodable: int = 0
     problems: list[str] = field(default_factory=list)
+    decoded: bool = True  # False: --no-decode, the images were not decoded
 
     @property
     def ok(self) -> bool:
@@ -70,7 +71,8 @@ class VerifyReport:
         for c in self.checks:
             rows.append([c.split, c.name, f"{c.samples:,}", f"{c.bytes:,}",
                          "ok" if c.sha_ok else "MISMATCH",
-                         f"{c.samples - c.undecodable:,}/{c.samples:,}",
+                         f"{c.samples - c.undecodable:,}/{c.samples:,}" if c.decoded
+                         else "not checked",
                          "ok" if c.ok else "FAIL"])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         out = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
@@ -79,7 +81,10 @@ class VerifyReport:
         out += self.problems
         total = sum(c.samples for c in self.checks)
         verdict = "OK" if self.ok else "FAILED"
-        out.append(f"{verdict}: {len(self.checks)} shards, {total:,} samples in {self.out_dir}")
+        skipped = " (images not decoded: --no-decode)" if any(
+            not c.decoded for c in self.checks) else ""
+        out.append(f"{verdict}: {len(self.checks)} shards, {total:,} samples in {self.out_dir}"
+                   f"{skipped}")
         return out
 
 
@@ -146,7 +151,7 @@ def check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int |
 def _check_shard(out_dir: str, split: str, fmt: str, entry: dict, info_len: int | None,
                  decode: bool = True) -> ShardCheck:
     path = Path(out_dir) / entry["name"]
-    check = ShardCheck(split, entry["name"], entry.get("num_samples"))
+    check = ShardCheck(split, entry["name"], entry.get("num_samples"), decoded=decode)
     if not path.is_file():
         check.problems.append("missing")
         return check
