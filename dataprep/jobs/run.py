@@ -30,6 +30,7 @@ import click
 
 from dataprep.cli_options import _all_skipped, cluster_options, reports_errors
 from dataprep.errors import UsageError
+from dataprep.options import Log
 from dataprep.recipe import (
     check_keys,
     check_values,
@@ -137,9 +138,11 @@ def _plans(spec: dict[str, Any], recipe: Any, split_names: list[str]
 
 
 def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str | None = None,
-        jobs: int | None = None, overwrite: bool = False) -> RunResult:
+        jobs: int | None = None, overwrite: bool = False, dry_run: bool = False,
+        log: Log | None = None) -> RunResult:
     """Execute a chain recipe (see the module docstring). Every table is checked first: a
-    mistake anywhere in the recipe writes nothing."""
+    mistake anywhere in the recipe writes nothing. ``dry_run``: the split's table and each
+    job's plan (estimated size), nothing written. ``log`` receives each job's plan line."""
     from dataprep.jobs.split import split
 
     spec = load_recipe(recipe) if not isinstance(recipe, dict) else recipe
@@ -157,7 +160,7 @@ def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str
     out_dir = Path(out)
     split_table.setdefault("seed", seed)
     result = split(src, out_dir / "splits", root=top.get("root"), overwrite=overwrite,
-                   **split_table)
+                   dry_run=dry_run, **split_table)
     run_result = RunResult(str(out_dir), result.lines())
     for name, records in result.splits.items():
         if name not in plans:
@@ -169,11 +172,14 @@ def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str
         if verb in ("shard", "tencrop"):  # tencrop: the seed of --color-jitter / --pca-lighting
             kwargs.setdefault("seed", seed)
         kwargs["overwrite"] = overwrite or kwargs.get("overwrite", False)
+        kwargs["dry_run"] = dry_run or kwargs.get("dry_run", False)
+        if log is not None:
+            kwargs.setdefault("log", lambda line, split=name: log(f"[{split}] {line}"))
         fmt = kwargs.get("fmt", "webdataset")
         dest = out_dir / (name if fmt == "folder" else "shards")
         fn = _verb_function(verb)
         manifest = str(out_dir / "splits" / f"{name}.jsonl")
-        if verb == "shard":
+        if verb == "shard" and not dry_run:  # reads the manifest split wrote
             run_result.reports[name] = fn(manifest, dest, **kwargs)
         else:
             run_result.reports[name] = fn(manifest, dest, records=records,
@@ -189,14 +195,18 @@ def run(recipe: str | Path | dict[str, Any], *, src: str | None = None, out: str
 @click.option("--jobs", "-j", type=int, default=None,
               help="Worker processes [default: all cores]; -2: all but one.")
 @click.option("--overwrite", is_flag=True, help="Replace earlier output.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the split's table and each job's plan (estimated size, free space); "
+                   "write nothing.")
 @cluster_options
 @reports_errors
-def run_cmd(recipe, src, out, jobs, overwrite):
+def run_cmd(recipe, src, out, jobs, overwrite, dry_run):
     """Run a whole chain from a TOML recipe: split, then resize/tencrop/shard per split.
 
     Images go straight from the sources into the shards: no intermediate image files.
     """
-    result = run(recipe, src=src, out=out, jobs=jobs, overwrite=overwrite)
+    result = run(recipe, src=src, out=out, jobs=jobs, overwrite=overwrite, dry_run=dry_run,
+                 log=lambda line: click.echo(line))
     for line in result.lines():
         click.echo(line)
     empty = [split for split, r in result.reports.items() if _all_skipped(r)]

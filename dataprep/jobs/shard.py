@@ -134,7 +134,8 @@ def shard(src: str | Path, out: str | Path, *, shuffle: bool = False, seed: int 
           max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT,
           fmt: str = "webdataset", max_count: int = 10_000, max_bytes: int | None = None,
           lmdb_layout: str = "dataprep", split: str | None = None,
-          root: str | Path | None = None, jobs: int | None = None,
+          root: str | Path | None = None, records: list[Record] | None = None,
+          classes: list[str] | None = None, jobs: int | None = None,
           backend: str | None = None, scheduler: str | None = None, on_error: str = "skip",
           overwrite: bool = False, dry_run: bool = False, max_disk: int | None = None,
           fingerprint: str = "stat", log: Log | None = None) -> Report:
@@ -152,7 +153,8 @@ def shard(src: str | Path, out: str | Path, *, shuffle: bool = False, seed: int 
     """
     task = ShardTask(reencode, image_format, quality, max_pixels, expand_views, max_aspect,
                      keep_formats)
-    return shard_records(InputSpec(src, root, split), task, out, Packing(shuffle, seed, balance),
+    return shard_records(InputSpec(src, root, split, records, classes), task, out,
+                         Packing(shuffle, seed, balance),
                          OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
                          RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
                                     max_disk, fingerprint, log))

@@ -271,7 +271,7 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
           seed: int = 0, per_class_limit: int | None = None, group_by: str | None = None,
           root: str | Path | None = None, overwrite: bool = False,
           balance: str | None = None, jobs: int | None = None,
-          audit: str | Path | None = None) -> SplitResult:
+          audit: str | Path | None = None, dry_run: bool = False) -> SplitResult:
     """Split ``src`` and write ``train.jsonl``, ``val.jsonl`` (``test.jsonl``), ``classes.json``.
 
     ``group_by``: a regular expression, or ``duplicates`` / ``near-duplicates`` (audit's
@@ -280,6 +280,7 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
 
     ``balance`` (``"oversample"`` or ``"undersample"``) then balances the classes of the train
     split only (:mod:`dataprep.jobs.balance`; seeded by ``seed``); val and test stay as split.
+    ``dry_run``: the table only, nothing written.
     """
     source = scan(src, root=root, packed=False)  # every record is held and regrouped
     if source.records is None:
@@ -312,6 +313,8 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
             notes.append("total counts distinct images; train counts include the copies")
     out_dir = Path(out)
     OutputFolder(out_dir).check_target()
+    if dry_run:  # the table, nothing written
+        return _result(splits, source.classes, notes, per_class_limit, "")
     with OutputFolder(out_dir).locked():  # one split at a time writes into a folder
         return _write_split(out_dir, splits, source, src, overwrite, notes, ratio=ratio,
                             test_ratio=test_ratio, seed=seed, per_class_limit=per_class_limit,
@@ -361,12 +364,28 @@ def _write_split(out_dir: Path, splits: dict[str, list[Record]], source: Any, sr
         durable.write_atomic(out_dir / f"{name}.jsonl", text[name].encode("utf-8",
                                                                          "surrogatepass"))
     write_json_atomic(out_dir / "classes.json", {c: i for i, c in enumerate(source.classes)})
-    result = SplitResult(splits, source.classes, out_dir=str(out_dir), notes=notes)
+    write_json_atomic(out_dir / "dataprep.json", {
+        "command": "split",
+        "params": {"src": str(src), "ratio": ratio, "test_ratio": test_ratio, "seed": seed,
+                   "per_class_limit": per_class_limit, "group_by": group_by,
+                   **({"balance": balance} if balance else {})},
+        "counts": {n: len(r) for n, r in splits.items()},
+        "classes": source.classes,
+    })
+    return _result(splits, source.classes, notes, per_class_limit, str(out_dir))
+
+
+def _result(splits: dict[str, list[Record]], classes: list[str], notes: list[str],
+            per_class_limit: int | None, out_dir: str) -> SplitResult:
+    """The split's table (per class: distinct images, then each split's count) and warnings;
+    ``out_dir``: where it was written ("" for a dry run)."""
+    names = list(splits)
+    result = SplitResult(splits, classes, out_dir=out_dir, notes=notes)
     per_class = {n: Counter(r.label for r in splits[n]) for n in names}
     # distinct images: --balance oversample lists some train images more than once
     distinct = Counter(label for label, _ in {(r.label, r.path or r.key)
                                              for recs in splits.values() for r in recs})
-    for label, class_name in enumerate(source.classes):
+    for label, class_name in enumerate(classes):
         row = {"class": class_name}
         row.update({n: per_class[n][label] for n in names})
         row["total"] = distinct[label]
@@ -376,12 +395,4 @@ def _write_split(out_dir: Path, splits: dict[str, list[Record]], source: Any, sr
                                    "train only")
         elif row["total"] == 0 and per_class_limit is None:
             result.warnings.append(f"class {class_name!r} has no images")
-    write_json_atomic(out_dir / "dataprep.json", {
-        "command": "split",
-        "params": {"src": str(src), "ratio": ratio, "test_ratio": test_ratio, "seed": seed,
-                   "per_class_limit": per_class_limit, "group_by": group_by,
-                   **({"balance": balance} if balance else {})},
-        "counts": {n: len(r) for n, r in splits.items()},
-        "classes": source.classes,
-    })
     return result

@@ -314,3 +314,18 @@ def test_shipped_recipes_have_known_tables():
         if path.name.startswith("sweep-"):  # a sweep spec, read by `dataprep sweep`
             continue
         check_tables(load_recipe(path), str(path), verbs)
+
+
+def test_run_dry_run_writes_nothing_and_prints_each_plan(image_folder, tmp_path):
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.toml", image_folder, out)
+    dry = invoke("run", recipe, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert not out.exists()  # neither the manifests nor the shards
+    plans = [line for line in dry.output.splitlines() if "plan:" in line]
+    assert [p.split()[0] for p in plans] == ["[train]", "[val]"]  # resize, then shard
+    assert dry.output.count("dry run: nothing was written") == 2
+    assert "all" in dry.output  # the split's table
+    done = invoke("run", recipe)
+    assert done.exit_code == 0, done.output
+    assert (out / "splits" / "train.jsonl").exists() and list(out.rglob("*.tar"))
