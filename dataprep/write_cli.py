@@ -112,8 +112,9 @@ def resize_cmd(inputs, out, output, run, short_side, upscale, interpolation, exa
 @click.option("--crop", type=click.IntRange(min=1), default=224, show_default=True,
               help="Side of the square views, in pixels.")
 @click.option("--five", is_flag=True, help="Five views (corners + center), no mirrored ones.")
-@click.option("--flip/--no-flip", default=True, show_default=True,
-              help="Add the five views of the mirrored image (ten in all).")
+@click.option("--hflip/--no-hflip", default=True, show_default=True,
+              help="Add the five views of the horizontally flipped image (ten in all).")
+@click.option("--flip/--no-flip", default=None, hidden=True, help="Older name of --hflip.")
 @click.option("--views", type=click.Choice(["materialize", "lazy"]), default="materialize",
               show_default=True,
               help="materialize: one sample per view ({key}_v{i}); lazy: store the resized image "
@@ -128,7 +129,7 @@ def resize_cmd(inputs, out, output, run, short_side, upscale, interpolation, exa
 @seed_option()
 @run_options
 @reports_errors
-def tencrop_cmd(inputs, out, output, run, short_side, crop, five, flip, views, upscale,
+def tencrop_cmd(inputs, out, output, run, short_side, crop, five, hflip, flip, views, upscale,
                 color_jitter, pca_lighting, stats, interpolation, exact, image_format, quality,
                 max_pixels, max_aspect, seed):
     """Resize, then cut ten views: four corners and center, and the same of the mirror image.
@@ -148,7 +149,8 @@ def tencrop_cmd(inputs, out, output, run, short_side, crop, five, flip, views, u
     from dataprep.jobs.tencrop import TencropTask
 
     task = TencropTask.build(
-        short_side=short_side, crop=crop, five=five, flip=flip, views=views,
+        short_side=short_side, crop=crop, five=five, flip=hflip if flip is None else flip,
+        views=views,
         color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
         interpolation=interpolation, exact=exact, upscale=upscale, image_format=image_format,
         quality=quality, max_pixels=max_pixels, max_aspect=max_aspect, seed=seed)

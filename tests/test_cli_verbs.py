@@ -414,3 +414,23 @@ def test_train_on_a_folder_of_images_says_how_to_make_shards(tmp_path):
     result = invoke("train", empty, "-o", tmp_path / "run2", "--epochs", "1", "--device", "cpu",
                     ok=False)
     assert "no .tar shards in" in result.output and "dataprep resize" not in result.output
+
+
+def test_one_flag_name_per_idea_old_names_still_work(tmp_path):
+    """tencrop's mirrored views are --hflip as in augment, preview and train (--flip is a
+    hidden older name); train's --pca-stats is a hidden older name of --stats; learning-curve
+    takes -j as every verb does."""
+    help_text = invoke("tencrop", "--help").output
+    assert "--hflip / --no-hflip" in help_text and "--flip" not in help_text
+    train_help = invoke("train", "--help").output
+    assert "--stats FILE" in train_help and "--pca-stats" not in train_help
+    assert "-j, --jobs" in invoke("learning-curve", "--help").output
+    src = tmp_path / "img" / "cat"
+    src.mkdir(parents=True)
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(src / "a.png")
+    for flag, views in (("--no-hflip", 5), ("--no-flip", 5), ("--hflip", 10)):
+        out = tmp_path / flag.strip("-")
+        result = invoke("tencrop", tmp_path / "img", "-o", out, "--short-side", "32", "--crop",
+                        "24", flag, "-j", "1")
+        assert result.exit_code == 0, result.output
+        assert f"1 records in -> {views} samples out" in result.output, (flag, result.output)

@@ -41,6 +41,8 @@ from dataprep.recipe import (
 )
 
 VERBS = ("resize", "tencrop", "shard")
+# recipe key (click name) -> the library keyword argument it sets, where they differ
+LIBRARY_NAMES = {"format": "fmt", "hflip": "flip"}
 # top-level key -> the command whose flag of that name converts it
 TOP_FLAGS = {"src": "run", "out": "run", "jobs": "run", "overwrite": "run", "root": "split",
              "seed": "split", "on_error": "shard"}
@@ -86,13 +88,11 @@ def _library_kwargs(verb: str, table: dict[str, Any], where: str) -> dict[str, A
     library = set(inspect.signature(_verb_function(verb)).parameters)
     allowed = {p.name for p in command.params
                if p.name and p.name not in ("src", "out", "split")
-               and ("fmt" if p.name == "format" else p.name) in library}
+               and LIBRARY_NAMES.get(p.name, p.name) in library}
     table = normalize(table)
     check_keys(table, allowed, where)
     kwargs = check_values(table, command, where, click.Context(command))
-    if "format" in kwargs:
-        kwargs["fmt"] = kwargs.pop("format")
-    return kwargs
+    return {LIBRARY_NAMES.get(k, k): v for k, v in kwargs.items()}
 
 
 def _top_level(spec: dict[str, Any], where: str) -> dict[str, Any]:

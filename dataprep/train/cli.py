@@ -122,16 +122,20 @@ def finetune_options() -> list:
 
 TRAIN_OPTIONS = [
     # data
-    click.option("--val", default=None, help="Validation shards [default: DATA's val split]."),
+    click.option("--val", default=None, metavar="SHARDS",
+                 help="Validation shards [default: DATA's val split]."),
     click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
                  help="Run directory: config.json, metrics.jsonl, curves.png, best.pt, last.pt."),
-    click.option("--train-split", default=_D.train_split, show_default=True),
-    click.option("--val-split", default=_D.val_split, show_default=True),
+    click.option("--train-split", default=_D.train_split, show_default=True,
+                 help="Split of DATA to train on (the {split}-*.tar shards or {split}.lmdb)."),
+    click.option("--val-split", default=_D.val_split, show_default=True,
+                 help="Split of DATA (or of --val) to validate on after each epoch."),
     click.option("--num-classes", type=click.IntRange(min=1), default=None,
-                 help="[default: the class list in dataprep.json / the LMDB]"),
+                 help="Outputs of the classifier [default: the class list in dataprep.json / "
+                      "the LMDB]."),
     click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                  help="Where remote shards are cached [default: RUN/shard-cache]."),
-    click.option("--cache-size", default="4GB", show_default=True, callback=_size,
+    click.option("--cache-size", default="4GB", show_default=True, callback=_size, metavar="SIZE",
                  help="Hard bound of the shard cache, all workers and ranks of a machine."),
     click.option("--workers", type=click.IntRange(min=0), default=_D.workers, show_default=True,
                  help="Loader processes per rank."),
@@ -150,11 +154,11 @@ TRAIN_OPTIONS = [
                  help="Resize images to this before cropping [default: img-size / 0.875]."),
     *augment_options(),
     click.option("--pca-stats", type=click.Path(exists=True, dir_okay=False), default=None,
-                 help="Older name of --stats, for the PCA eigenvectors only."),
-    click.option("--mean", default=None, callback=_floats(3),
+                 hidden=True, help="Older name of --stats, for the PCA eigenvectors only."),
+    click.option("--mean", default=None, callback=_floats(3), metavar="R,G,B",
                  help="Normalization mean (pixels in [0, 1]) [default: --stats', else "
                       "ImageNet's 0.485,0.456,0.406]."),
-    click.option("--std", default=None, callback=_floats(3),
+    click.option("--std", default=None, callback=_floats(3), metavar="R,G,B",
                  help="Normalization std [default: --stats', else ImageNet's "
                       "0.229,0.224,0.225]."),
     # model
@@ -167,24 +171,33 @@ TRAIN_OPTIONS = [
                  help="Download torchvision's ImageNet weights (needs internet)."),
     click.option("--channels-last", is_flag=True, help="NHWC memory format."),
     # optimization
-    click.option("--epochs", type=click.IntRange(min=1), default=_D.epochs, show_default=True),
+    click.option("--epochs", type=click.IntRange(min=1), default=_D.epochs, show_default=True,
+                 help="Passes over the training split (or --steps-per-epoch batches each)."),
     click.option("--batch-size", "-b", type=click.IntRange(min=1), default=_D.batch_size,
                  show_default=True, help="Per rank and step."),
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_D.optimizer,
-                 show_default=True),
+                 show_default=True,
+                 help="torch.optim optimizer (sgd: with --momentum, Nesterov off)."),
     click.option("--lr", type=float, default=_D.lr, show_default=True,
                  help="Base learning rate (backbone)."),
-    click.option("--momentum", type=float, default=_D.momentum, show_default=True),
-    click.option("--weight-decay", type=float, default=_D.weight_decay, show_default=True),
+    click.option("--momentum", type=float, default=_D.momentum, show_default=True,
+                 help="Momentum of sgd (and rmsprop)."),
+    click.option("--weight-decay", type=float, default=_D.weight_decay, show_default=True,
+                 help="L2 penalty (torch.optim weight_decay) on every parameter, e.g. 1e-4."),
     click.option("--schedule", type=click.Choice(SCHEDULES), default=_D.schedule,
-                 show_default=True),
+                 show_default=True,
+                 help="Learning-rate schedule over the epochs (cosine: down to 0 at the end; "
+                      "step / multistep: times --gamma, see --step-size / --milestones)."),
     click.option("--step-size", type=click.IntRange(min=1), default=_D.step_size,
                  show_default=True, help="step schedule: epochs between decays."),
     click.option("--milestones", default=",".join(map(str, _D.milestones)), show_default=True,
+                 metavar="E1,E2,..",
                  callback=_floats(0), help="multistep schedule: epochs of decay."),
     click.option("--gamma", type=float, default=_D.gamma, show_default=True,
                  help="Decay factor of step / multistep."),
-    click.option("--warmup-epochs", type=float, default=0.0, show_default=True),
+    click.option("--warmup-epochs", type=float, default=0.0, show_default=True,
+                 help="Epochs (may be fractional, e.g. 0.5) of linear learning-rate warm-up "
+                      "from 0 before the schedule."),
     click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True,
                  help="Train only the classifier for N epochs, then every layer."),
     *finetune_options(),
@@ -192,7 +205,9 @@ TRAIN_OPTIONS = [
                  help="Keep BatchNorm statistics as loaded, also after the unfreeze."),
     click.option("--accum-steps", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Micro-batches per optimizer step."),
-    click.option("--label-smoothing", type=float, default=0.0, show_default=True),
+    click.option("--label-smoothing", type=float, default=0.0, show_default=True,
+                 help="Share of the target spread over the other classes (0.1 in Inception "
+                      "v3; 0: off)."),
     click.option("--amp", type=click.Choice(AMP_MODES), default=_D.amp, show_default=True,
                  help="Mixed precision: auto = bf16 on GPUs that have it, off on CPU."),
     click.option("--early-stop", type=click.IntRange(min=1), default=None, metavar="PATIENCE",
@@ -205,8 +220,10 @@ TRAIN_OPTIONS = [
     # run
     click.option("--resume", is_flag=True, help="Continue RUN/last.pt."),
     click.option("--overwrite", is_flag=True, help="Start afresh in a RUN that holds a run."),
-    click.option("--device", type=click.Choice(DEVICES), default=_D.device, show_default=True),
-    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", type=click.Choice(DEVICES), default=_D.device, show_default=True,
+                 help="auto: the GPU when there is one, else the CPU."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="Seed of the initialisation, the shuffle and every augmentation draw."),
     click.option("--progress/--no-progress", default=True, show_default=True,
                  help="Progress bar with loss and images/s."),
     click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True,
@@ -268,7 +285,8 @@ def train(data: str, **flags: Any) -> None:
 @click.option("--model", required=True, help="Model name, as for `dataprep train --model`.")
 @click.option("--img-size", type=click.IntRange(min=1), default=None,
               help="[default: 299 for inception_v3, else 224]")
-@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Outputs of the classifier.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Check that a local state_dict fits the model.")
 @click.option("--lr", type=float, default=_D.lr, show_default=True,

@@ -58,6 +58,7 @@ def _run(module: str, name: str, *args: Any, **kwargs: Any) -> Any:
               help="Report folder: report.md, metrics.json, confusion.csv/png, per_class.csv, "
                    "misclassified.csv/png (per_tag.csv).")
 @click.option("--tta", default=",".join(MODE_NAMES), show_default=True, callback=_modes,
+              metavar="MODES",
               help="Test-time modes, comma-separated: resize (squash to crop x crop), center, "
                    "five, ten (torchvision TenCrop order), flip (center + mirror), mix (resize and "
                    "five-crop probabilities averaged); or all.")
@@ -69,7 +70,7 @@ def _run(module: str, name: str, *args: Any, **kwargs: Any) -> Any:
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images decoded at once; also views per forward pass.")
 @click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto",
-              show_default=True)
+              show_default=True, help="auto: the GPU when there is one, else the CPU.")
 @click.option("--tags", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV of key,tag rows (key or source path): accuracy per tag, besides the "
                    "tags / tag fields of the samples' json.")
@@ -77,7 +78,8 @@ def _run(module: str, name: str, *args: Any, **kwargs: Any) -> Any:
               help="Evaluate only the first N samples (a quick look).")
 @click.option("--sheet-per-class", type=click.IntRange(min=1), default=8, show_default=True,
               help="Misclassified images per true class in misclassified.png.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bar on the terminal (off: for logs).")
 def evaluate(checkpoint: str, data: str, out: str, tta: tuple[str, ...], primary: str | None,
              split: str | None, batch_size: int, device: str, tags: str | None,
              max_samples: int | None, sheet_per_class: int, progress: bool) -> None:
@@ -117,7 +119,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 @click.command("learning-curve")
 @click.argument("src", type=click.Path(exists=True))
-@click.option("--per-class", required=True, callback=_ints,
+@click.option("--per-class", required=True, callback=_ints, metavar="N1,N2,..",
               help="Images per class drawn for each point, comma-separated, e.g. "
                    "10,20,40,80 (an --inner-val share of them validates).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
@@ -143,29 +145,39 @@ def _ints(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--short-side", type=click.IntRange(min=1), default=None,
               help="Stored (and training) short side [default: img-size / 0.875].")
 @click.option("--tta", default="center", show_default=True, callback=_modes,
+              metavar="MODES",
               help="Test-time modes scored per run (as for `dataprep evaluate`); the first "
                    "one is fitted.")
 @click.option("--min-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="At least this many optimizer steps per run (small sizes otherwise get few).")
-@click.option("--model", default="resnet18", show_default=True)
+@click.option("--model", default="resnet18", show_default=True,
+              help="torchvision name (resnet18, mobilenet_v2, ...), timm name, or tiny_cnn.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local state_dict to start from (fine-tuning); its classifier is replaced.")
-@click.option("--img-size", type=click.IntRange(min=1), default=224, show_default=True)
+@click.option("--img-size", type=click.IntRange(min=1), default=224, show_default=True,
+              help="Side of the square crop the model sees, in pixels.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Most epochs per run (fewer with --patience).")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per optimizer step.")
 @click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw", "adagrad", "rmsprop")),
-              default="sgd", show_default=True)
-@click.option("--lr", type=float, default=0.01, show_default=True)
-@click.option("--head-lr-mult", type=float, default=1.0, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True)
+              default="sgd", show_default=True, help="torch.optim optimizer of every run.")
+@click.option("--lr", type=float, default=0.01, show_default=True,
+              help="Base learning rate (backbone).")
+@click.option("--head-lr-mult", type=float, default=1.0, show_default=True,
+              help="The classifier's learning rate is --lr times this (e.g. 10 when "
+                   "fine-tuning).")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True,
+              help="L2 penalty on the weights, e.g. 1e-4.")
+@click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Train only the classifier for N epochs of each run, then every layer.")
 @click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto",
-              show_default=True)
+              show_default=True, help="auto: the GPU when there is one, else the CPU.")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="Loader processes of the trainer.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Processes that resize the shards [default: all cores].")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Processes that resize the shards [default: all cores]; 0 or -1: all "
+                   "cores, -2: all but one (joblib's rule).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the test split and of the first repeat.")
 @click.option("--overwrite", is_flag=True, help="Replace shards of an earlier curve in OUT.")
@@ -202,7 +214,7 @@ def learning_curve(src: str, per_class: list[int], out: str, test: str | None, r
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Folder for predictions.csv, predictions.png (contact sheet), predict.json "
                    "and errors.csv (unreadable images).")
-@click.option("--tta", default="center", show_default=True,
+@click.option("--tta", default="center", show_default=True, metavar="MODES",
               type=click.Choice(MODE_NAMES),
               help="Test-time mode, as for `dataprep evaluate`: resize (squash to crop x "
                    "crop), center, five, ten, flip (center + mirror), mix.")
@@ -215,13 +227,14 @@ def learning_curve(src: str, per_class: list[int], out: str, test: str | None, r
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images decoded at once; also views per forward pass.")
 @click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto",
-              show_default=True)
+              show_default=True, help="auto: the GPU when there is one, else the CPU.")
 @click.option("--sheet-count", type=click.IntRange(min=0), default=48, show_default=True,
               help="Images on the contact sheet (spread over the classes when labelled); 0: "
                    "no sheet.")
 @click.option("--cell", type=click.IntRange(min=32), default=128, show_default=True,
               help="Side of one contact-sheet thumbnail, in pixels.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bar on the terminal (off: for logs).")
 def predict_cmd(checkpoint: str, src: str, out: str, tta: str, top_k: int, labels: bool,
                 split: str | None, batch_size: int, device: str, sheet_count: int, cell: int,
                 progress: bool) -> None:
