@@ -85,8 +85,7 @@ def split_cmd(src, out, ratio, test_ratio, per_class_limit, group_by, audit_dir,
 @seed_option()
 @run_options
 @reports_errors
-def resize_cmd(inputs, out, output, run, short_side, upscale, interpolation, exact,
-               image_format, quality, max_pixels, max_aspect, seed):
+def resize_cmd(inputs, out, output, run, seed, **fields):
     """Resize every image of SRC so its shorter side is --short-side.
 
     \b
@@ -98,8 +97,7 @@ def resize_cmd(inputs, out, output, run, short_side, upscale, interpolation, exa
     from dataprep.jobs.job import write_records
     from dataprep.jobs.tencrop import ResizeTask
 
-    task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality,
-                      max_pixels, max_aspect)
+    task = ResizeTask(**fields)  # its fields are the flags, by name (--seed changes nothing)
     echo_report(write_records("resize", inputs, task, out, output, run))
 
 
@@ -129,9 +127,7 @@ def resize_cmd(inputs, out, output, run, short_side, upscale, interpolation, exa
 @seed_option()
 @run_options
 @reports_errors
-def tencrop_cmd(inputs, out, output, run, short_side, crop, five, hflip, flip, views, upscale,
-                color_jitter, pca_lighting, stats, interpolation, exact, image_format, quality,
-                max_pixels, max_aspect, seed):
+def tencrop_cmd(inputs, out, output, run, hflip, flip, **flags):
     """Resize, then cut ten views: four corners and center, and the same of the mirror image.
 
     The order is torchvision's TenCrop: top-left, top-right, bottom-left, bottom-right, center,
@@ -148,12 +144,7 @@ def tencrop_cmd(inputs, out, output, run, short_side, crop, five, hflip, flip, v
     from dataprep.jobs.job import write_records
     from dataprep.jobs.tencrop import TencropTask
 
-    task = TencropTask.build(
-        short_side=short_side, crop=crop, five=five, flip=hflip if flip is None else flip,
-        views=views,
-        color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
-        interpolation=interpolation, exact=exact, upscale=upscale, image_format=image_format,
-        quality=quality, max_pixels=max_pixels, max_aspect=max_aspect, seed=seed)
+    task = TencropTask.build(flip=hflip if flip is None else flip, **flags)  # flags by name
     echo_report(write_records("tencrop", inputs, task, out, output, run))
 
 

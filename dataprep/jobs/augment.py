@@ -40,6 +40,11 @@ def params_json(params: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return {name: dict(p) for name, p in params}
 
 
+# the arguments of augment() that describe the pipeline (build_augment's), not the task's fields
+PIPELINE_FLAGS = ("color_jitter", "pca_lighting", "stats", "scale_jitter", "crop",
+                  "random_resized_crop", "hflip", "rotate", "shift", "blur", "noise")
+
+
 @dataclass(frozen=True)
 class AugmentTask(ResizeTask):
     """Decode (short-side resize when ``short_side`` is set), then ``copies`` augmented copies."""
@@ -51,11 +56,13 @@ class AugmentTask(ResizeTask):
     stats: str | None = None  # the stats.json the PCA lighting's eigenvectors came from
 
     @classmethod
-    def build(cls, *, copies: int, pipeline: Augment | None, flags: dict[str, Any],
-              **fields: Any) -> AugmentTask:
+    def build(cls, *, copies: int = 1, pipeline: Augment | None = None,
+              **values: Any) -> AugmentTask:
         """The task for ``copies`` copies through ``pipeline`` or, instead, the pipeline the
-        flag values ``flags`` describe (:func:`build_augment`), checked; ``fields``: the
-        other fields (``short_side``, ``image_format``, ...)."""
+        flags among ``values`` describe (:data:`PIPELINE_FLAGS`, see :func:`build_augment`),
+        checked; the other ``values`` are fields (``short_side``, ``image_format``, ...)."""
+        flags = {k: values.pop(k) for k in PIPELINE_FLAGS if k in values}
+        fields = values
         if pipeline is not None:
             given = [k for k, v in flags.items() if v not in (None, False, 0, 0.0, "")]
             if given:
@@ -141,13 +148,12 @@ def augment(src: str | Path, out: str | Path, *, copies: int = 1,
     input and run arguments are :func:`dataprep.jobs.tencrop.resize`'s.
     """
     task = AugmentTask.build(
-        copies=copies, pipeline=pipeline, flags=dict(
-            color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
-            scale_jitter=scale_jitter, crop=crop, random_resized_crop=random_resized_crop,
-            hflip=hflip, rotate=rotate, shift=shift, blur=blur, noise=noise),
-        short_side=short_side, interpolation=interpolation, exact=exact, upscale=upscale,
-        image_format=image_format, quality=quality, max_pixels=max_pixels,
-        max_aspect=max_aspect, seed=seed)
+        copies=copies, pipeline=pipeline, color_jitter=color_jitter, pca_lighting=pca_lighting,
+        stats=stats, scale_jitter=scale_jitter, crop=crop,
+        random_resized_crop=random_resized_crop, hflip=hflip, rotate=rotate, shift=shift,
+        blur=blur, noise=noise, short_side=short_side, interpolation=interpolation,
+        exact=exact, upscale=upscale, image_format=image_format, quality=quality,
+        max_pixels=max_pixels, max_aspect=max_aspect, seed=seed)
     return write_records("augment", InputSpec(src, root, split, records, classes), task, out,
                          OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
                          RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,

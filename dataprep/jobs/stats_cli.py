@@ -122,9 +122,7 @@ def stats(src, out, split, short_side, exact, max_pixels, root, on_error, jobs):
 @seed_option()
 @run_options
 @reports_errors
-def augment(inputs, out, output, run, copies, crop, color_jitter, pca_lighting, stats,
-            scale_jitter, random_resized_crop, hflip, rotate, shift, blur, noise, short_side,
-            upscale, interpolation, exact, image_format, quality, max_pixels, max_aspect, seed):
+def augment(inputs, out, output, run, **flags):
     """Write K deterministic augmented copies of every image of SRC (offline augmentation).
 
     Copy k of an image is drawn from its own generator (seed, key, copy k): the same command
@@ -135,14 +133,7 @@ def augment(inputs, out, output, run, copies, crop, color_jitter, pca_lighting, 
     from dataprep.jobs.augment import AugmentTask
     from dataprep.jobs.job import write_records
 
-    task = AugmentTask.build(
-        copies=copies, pipeline=None, flags=dict(
-            color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats,
-            scale_jitter=scale_jitter, crop=crop, random_resized_crop=random_resized_crop,
-            hflip=hflip, rotate=rotate, shift=shift, blur=blur, noise=noise),
-        short_side=short_side, upscale=upscale, interpolation=interpolation, exact=exact,
-        image_format=image_format, quality=quality, max_pixels=max_pixels,
-        max_aspect=max_aspect, seed=seed)
+    task = AugmentTask.build(**flags)  # the flags are its keyword arguments, by name
     echo_report(write_records("augment", inputs, task, out, output, run))
 
 
