@@ -349,9 +349,9 @@ def _one_run(n: int, run_seed: int, train_part: str, classes: list[str], out: Pa
     """Draw, resize, train and score one (size, seed); returns its row."""
     from dataprep.jobs.split import split
     from dataprep.jobs.tencrop import resize
+    from dataprep.train.eval_report import metrics_dict
     from dataprep.train.evaluate import evaluate_model, load_model
     from dataprep.train.loop import train
-    from dataprep.train.report import metrics_dict
 
     folder = out / f"n{n}" / f"seed{run_seed}"
     subset = split(train_part, folder / "subset", ratio=1 - inner_val if inner_val else 0.5,
@@ -469,7 +469,7 @@ def finished_history(cfg: Any) -> list[dict[str, Any]] | None:
 
 def write_curve(result: CurveResult, out: Path, title: str = "") -> None:
     from dataprep.io.durable import write_atomic
-    from dataprep.train.report import write_csv
+    from dataprep.train.eval_report import write_csv
 
     columns = ["per_class", "repeats", "train_images", "val_images", "min_class_images",
                "max_class_images", "max_epochs", "epochs_run", "steps_per_epoch",

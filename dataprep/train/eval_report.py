@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dataprep.train.evaluate import EvalResult
+    from dataprep.train.eval_result import EvalResult
 
 SHEET_MAX_ROWS = 30  # classes shown in misclassified.png (those with most errors)
 
