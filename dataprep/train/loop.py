@@ -33,17 +33,7 @@ from dataprep.train import diagnose
 from dataprep.train.cache import ShardCache
 from dataprep.train.checkpoint import load_checkpoint, save_checkpoint
 from dataprep.train.config import TrainConfig
-from dataprep.train.data import (
-    Augment,
-    ShardStream,
-    batches_per_epoch,
-    make_loader,
-    normalize,
-    online_augment,
-    part_labels,
-    peek,
-    view_count,
-)
+from dataprep.train.data import ShardStream, batches_per_epoch, make_loader, view_count
 from dataprep.train.finetune import (
     Plan,
     apply_stage,
@@ -53,6 +43,8 @@ from dataprep.train.finetune import (
     plan,
 )
 from dataprep.train.models import BuiltModel, build_model, model_loss
+from dataprep.train.pixels import Augment, normalize, online_augment
+from dataprep.train.reading import part_labels, peek
 from dataprep.train.sources import Source, has_split, resolve_source
 
 log = logging.getLogger("dataprep.train")

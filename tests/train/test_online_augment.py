@@ -33,8 +33,10 @@ from dataprep.jobs.augment import augment, build_augment
 from dataprep.jobs.shard import shard
 from dataprep.ops.rng import sample_rng
 from dataprep.train.config import TrainConfig
-from dataprep.train.data import ShardStream, draw_params, iter_part, train_pixels
+from dataprep.train.data import ShardStream
 from dataprep.train.loop import make_augment
+from dataprep.train.pixels import draw_params, train_pixels
+from dataprep.train.reading import iter_part
 from dataprep.train.sources import resolve_source
 
 SEED, COPIES, PER_CLASS, CROP = 5, 6, 8, 32
