@@ -158,8 +158,8 @@ class Stepper:
         import torch
 
         from dataprep.train.config import TrainConfig
-        from dataprep.train.loop import resolve_amp
         from dataprep.train.models import build_model
+        from dataprep.train.runtime import resolve_amp
 
         self.torch = torch
         self.device = device
