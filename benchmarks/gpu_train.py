@@ -8,7 +8,7 @@ come from differs:
 * **shards**: the trainer's data path: WebDataset shards (written by ``dataprep resize``)
   read by :class:`dataprep.train.data.ShardStream` in ``--workers`` loader processes (decode,
   random crop, flip), pinned memory, ``non_blocking`` copies, normalization on the device
-  (:func:`dataprep.train.data.normalize`), then the same step;
+  (:func:`dataprep.train.pixels.normalize`), then the same step;
 * **dataprep train**: the trainer itself (:func:`dataprep.train.loop.train`), one epoch of
   ``--steps`` steps, images/s as its ``metrics.jsonl`` reports it (its own timing: loader
   start-up included, its per-step bookkeeping on the device).
@@ -158,8 +158,8 @@ class Stepper:
         import torch
 
         from dataprep.train.config import TrainConfig
-        from dataprep.train.loop import resolve_amp
         from dataprep.train.models import build_model
+        from dataprep.train.runtime import resolve_amp
 
         self.torch = torch
         self.device = device
@@ -178,7 +178,7 @@ class Stepper:
         self.std = torch.tensor((0.229, 0.224, 0.225), device=device).view(1, 3, 1, 1)
 
     def step(self, x, y) -> None:
-        from dataprep.train.data import normalize
+        from dataprep.train.pixels import normalize
 
         torch = self.torch
         x = normalize(x, self.mean, self.std, self.channels_last)
@@ -227,7 +227,8 @@ def synthetic_batches(batch: int, size: int, device):
 def shard_batches(shards: Path, batch: int, size: int, short_side: int, workers: int,
                   device, total_steps: int):
     """The trainer's stream: ShardStream -> DataLoader (pinned on CUDA) -> device."""
-    from dataprep.train.data import Augment, ShardStream, make_loader
+    from dataprep.train.data import ShardStream, make_loader
+    from dataprep.train.pixels import Augment
     from dataprep.train.sources import resolve_source
 
     source = resolve_source(str(shards), "train")

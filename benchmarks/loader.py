@@ -65,7 +65,8 @@ def dataprep_epoch(shards: Path, workers: int, seed: int = 0, decoder: str = "au
     torchvision's), ``torchvision`` (as if simplejpeg were not installed) or ``pillow`` (no fast
     path); the workers fork with the setting."""
     from dataprep.train import data
-    from dataprep.train.data import Augment, ShardStream, batches_per_epoch, make_loader
+    from dataprep.train.data import ShardStream, batches_per_epoch, make_loader
+    from dataprep.train.pixels import Augment
     from dataprep.train.sources import resolve_source
 
     data._decode_jpeg = False if decoder == "pillow" else None

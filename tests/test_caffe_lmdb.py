@@ -375,8 +375,8 @@ def test_a_crash_at_a_commit_then_a_rerun_keeps_the_line_ids_contiguous(crash_at
 def test_train_one_epoch_on_a_caffe_layout_lmdb(tmp_path):
     pytest.importorskip("torch", reason="pip install 'dataprep[train]'")
     from dataprep.train.config import TrainConfig
-    from dataprep.train.data import iter_part
     from dataprep.train.loop import train
+    from dataprep.train.reading import iter_part
     from dataprep.train.sources import resolve_source
 
     data = tmp_path / "data"
@@ -442,7 +442,7 @@ def test_an_lmdb_caffe_wrote_with_gaps_in_its_line_ids_reads_whole(tmp_path):
     assert [s.cls for s in got] == [i % 2 for i in ids]
     invoke("shard", str(env), "-o", str(tmp_path / "out"), "--jobs", "1")
     assert sum(1 for _ in iter_samples(tmp_path / "out")) == 5
-    from dataprep.train.data import _iter_lmdb_range
+    from dataprep.train.reading import _iter_lmdb_range
     from dataprep.train.sources import Part
 
     part = list(_iter_lmdb_range(Part(kind="lmdb", url=str(env), start=2, stop=4)))

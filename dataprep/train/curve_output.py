@@ -131,7 +131,7 @@ def trend(rows: list[dict[str, Any]], mode: str, score: str) -> dict[str, Any]:
 def write_curve(result: CurveResult, out: Path, title: str = "") -> None:
     """The curve's four files in ``out`` (each written atomically)."""
     from dataprep.io.durable import write_atomic
-    from dataprep.train.report import write_csv
+    from dataprep.train.eval_report import write_csv
 
     columns = ["per_class", "repeats", "train_images", "val_images", "min_class_images",
                "max_class_images", "max_epochs", "epochs_run", "steps_per_epoch",

@@ -13,44 +13,42 @@ Randomness: shard order from ``(seed, epoch)``, a worker's passes and buffer fro
 ``(seed, epoch, worker, pass)``, each augmentation from ``(seed, key, view, epoch)``; nothing
 touches global state.
 Batches leave the workers as uint8 NCHW tensors (channels-last in memory); normalization runs
-on the device (:func:`normalize`).
+on the device (:func:`dataprep.train.pixels.normalize`).
+
+Around the stream: :mod:`dataprep.train.reading` reads a part's samples,
+:mod:`dataprep.train.jpeg` decodes JPEGs into arrays, :mod:`dataprep.train.pixels` crops,
+flips and augments them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from dataprep.errors import ImageError, ShardError
-from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
-from dataprep.io.readers import (
-    IMAGE_FIELDS,
-    caffe_range,
-    iter_tar,
-    lmdb_key,
-    read_caffe_sidecar,
-    stored_meta,
-    to_sample,
-)
-from dataprep.ops.crop import center_box, center_crop, five_boxes
-from dataprep.ops.resize import resize_short_side
+from dataprep.io.decode import open_image
+from dataprep.ops.crop import five_boxes
 from dataprep.ops.rng import sample_rng
 from dataprep.records import Sample
-from dataprep.train.cache import ShardCache, is_remote
+from dataprep.train.cache import ShardCache
+from dataprep.train.jpeg import decode_jpeg_array
+from dataprep.train.pixels import (
+    Augment,
+    array_path_ok,
+    eval_array,
+    eval_pixels,
+    train_array,
+    train_pixels,
+)
+from dataprep.train.reading import iter_part
 from dataprep.train.sources import Part
 
 log = logging.getLogger("dataprep.train")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -126,294 +124,6 @@ def view_image(img: Image.Image, views: dict, index: int) -> Image.Image:
     if index >= 5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return img.crop(five_boxes(img.width, img.height, int(views["crop"]))[index % 5])
-
-
-# -- reading ------------------------------------------------------------------------------------
-
-
-def _iter_lmdb_range(part: Part) -> Iterator[Sample]:
-    import lmdb
-
-    env = lmdb.open(part.url, readonly=True, lock=False, readahead=False, subdir=True)
-    try:
-        with env.begin(buffers=False) as txn:
-            if txn.get(b"__len__") is None:  # Caffe's layout (dataprep's always has __len__)
-                stop = part.stop if part.stop is not None else part.start
-                yield from caffe_range(  # type: ignore[misc]
-                    txn, part.url, part.start, stop,
-                    gaps=read_caffe_sidecar(part.url) is None)
-                return
-            for i in range(part.start, part.stop if part.stop is not None else part.start):
-                image, cls, raw = (txn.get(lmdb_key(i, f)) for f in ("image", "cls", "json"))
-                if image is None:
-                    raise ShardError(f"{part.url}: sample {i} is missing (layout damaged)")
-                meta = json.loads(raw) if raw else {}
-                ext = str(meta.get("ext", "jpg"))
-                if ext not in IMAGE_FIELDS:
-                    raise ShardError(f"{part.url}: sample {i} has image format {ext!r}; "
-                                     f"expected one of {IMAGE_FIELDS}")
-                key = str(meta.get("key", f"{i:08d}"))
-                label = meta.get("label")
-                yield Sample(key, image, ext, int(cls) if cls is not None else
-                             int(-1 if label is None else label), stored_meta(meta, key))
-    finally:
-        env.close()
-
-
-def iter_part(part: Part, cache: ShardCache | None, stride: int = 1,
-              offset: int = 0) -> Iterator[Sample]:
-    """Samples of one part (remote tars through the cache), keeping ``i % stride == offset``."""
-    if part.kind == "lmdb":
-        samples: Iterable[Sample] = _iter_lmdb_range(part)
-    elif is_remote(part.url):
-        if cache is None:
-            raise ShardError(f"{part.url} is remote but no shard cache is configured")
-        samples = _iter_cached_tar(part.url, cache)
-    else:
-        samples = (_to_sample(d) for d in iter_tar(part.url))
-    for i, sample in enumerate(samples):
-        if i % stride == offset:
-            yield sample
-
-
-def _iter_cached_tar(url: str, cache: ShardCache) -> Iterator[Sample]:
-    with cache.open(url) as path:
-        for d in iter_tar(path):
-            d["__url__"] = url
-            yield _to_sample(d)
-
-
-def _to_sample(d: dict) -> Sample:
-    """:func:`to_sample`, with malformed ``cls`` / ``json`` fields reported as a bad shard."""
-    try:
-        return to_sample(d)
-    except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
-        raise ShardError(f"{d.get('__url__')}: sample {d.get('__key__')!r} has a malformed "
-                         f"cls or json field ({exc})") from exc
-
-
-def peek(part: Part, cache: ShardCache | None, count: int = 64) -> list[Sample]:
-    """The first ``count`` samples of ``part`` (are views lazy? are shards sorted by class?)."""
-    out = []
-    for sample in iter_part(part, cache):
-        out.append(sample)
-        if len(out) == count:
-            break
-    return out
-
-
-def part_labels(part: Part, cache: ShardCache | None) -> list[int]:
-    """The label of every sample of ``part``, in stored order (images read, not decoded):
-    how the shard is ordered, measured over all of it."""
-    return [sample.cls for sample in iter_part(part, cache)]
-
-
-# -- pixels -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Augment:
-    """What a worker does to pixels. Pure data: pickled into each worker.
-
-    ``pipeline``: the :class:`dataprep.ops.augment.Augment` that ``dataprep augment`` runs
-    for the same flags (its geometry crops ``img_size``); ``None`` means a random crop and
-    a flip with probability 0.5 (``augment --crop IMG_SIZE --hflip``).
-    ``resize_first``: stored images (not views) are resized so their shorter side is
-    ``short_side`` before the pipeline (as ``augment --short-side``), views so it is
-    ``img_size``; False for scale jitter and RandomResizedCrop, which take the stored image
-    as it is. Validation: resize to ``short_side``, center crop ``img_size``.
-    """
-
-    img_size: int = 224
-    short_side: int = 256
-    pipeline: Any = None
-    resize_first: bool = True
-
-    def __post_init__(self) -> None:
-        if self.pipeline is None:
-            from dataprep.ops.augment import Augment as Pipeline
-
-            object.__setattr__(self, "pipeline", Pipeline(crop=self.img_size, hflip=0.5))
-
-
-# stages the array fast path does itself; any other stage goes through Pillow
-_ARRAY_STAGES = frozenset({"geometry", "hflip", "pca_lighting"})
-
-
-def online_augment(img_size: int, short_side: int, **flags: Any) -> Augment:
-    """The training :class:`Augment` of ``dataprep augment``'s flags (the parameter names of
-    :func:`dataprep.jobs.augment.build_augment`: ``hflip``, ``scale_jitter``,
-    ``random_resized_crop``, ``rotate``, ``shift``, ``color_jitter``, ``pca_lighting``,
-    ``stats``, ``blur``, ``noise``), with ``crop=img_size``."""
-    from dataprep.jobs.augment import build_augment
-
-    pipeline = build_augment(crop=img_size, **flags)
-    scaled = pipeline is not None and (pipeline.scale_jitter is not None
-                                       or pipeline.random_resized_crop is not None)
-    return Augment(img_size, short_side, pipeline, resize_first=not scaled)
-
-
-def _fit(img: Image.Image, short_side: int) -> Image.Image:
-    return resize_short_side(img, short_side, upscale=True) if min(img.size) != short_side else img
-
-
-def draw_params(aug: Augment, rng: np.random.Generator, size: tuple[int, int]
-                ) -> list[tuple[str, dict]]:
-    """The pipeline's parameters for an input of ``size`` (width, height), after the resize
-    of ``resize_first``: exactly ``dataprep augment``'s draw for the same generator."""
-    return aug.pipeline.make_params(rng, size)
-
-
-def train_pixels(img: Image.Image, is_view: bool, aug: Augment,
-                 rng: np.random.Generator) -> np.ndarray:
-    """The pipeline on ``img`` (resized first when ``aug.resize_first``); returns HWC uint8.
-
-    The generator is the one ``dataprep augment`` gives copy ``k`` (``sample_rng(seed, key,
-    view, epoch)``): same generator, same parameters (:func:`draw_params`), same pixels.
-    """
-    if aug.resize_first:
-        img = _fit(img, aug.img_size if is_view else aug.short_side)
-    params = draw_params(aug, rng, img.size)
-    return np.asarray(aug.pipeline.apply_params(img, params), dtype=np.uint8)
-
-
-def eval_pixels(img: Image.Image, is_view: bool, aug: Augment) -> np.ndarray:
-    img = _fit(img, aug.img_size if is_view else aug.short_side)
-    return np.asarray(center_crop(img, aug.img_size), dtype=np.uint8)
-
-
-def array_path_ok(aug: Augment) -> bool:
-    """Can :func:`train_array` do this pipeline on arrays (crop, flip, PCA lighting only)?"""
-    return (aug.resize_first
-            and all(name in _ARRAY_STAGES for name, _ in aug.pipeline.ops))
-
-
-_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
-                          0xCE, 0xCF))
-
-
-def _jpeg_header(data: bytes) -> tuple[int, int, int, bool] | None:
-    """(width, height, components, has Exif) of a JPEG, from its markers up to the start of
-    scan (an APP1 Exif segment may follow the frame header); None if there is no frame
-    header."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos, end, exif = 2, len(data), False
-    frame: tuple[int, int, int] | None = None
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            break
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xDA:  # start of scan: no more headers
-            break
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
-            pos += 2
-            continue
-        if marker in _SOF_MARKERS and frame is None and pos + 10 <= end:
-            frame = (int.from_bytes(data[pos + 7:pos + 9], "big"),
-                     int.from_bytes(data[pos + 5:pos + 7], "big"), data[pos + 9])
-        elif marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
-            exif = True
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None if frame is None else (*frame, exif)
-
-
-_decode_jpeg: Any = None  # torchvision's decoder; False: not usable (not installed)
-_simplejpeg: Any = None  # the simplejpeg module; False: not installed
-
-
-def decode_jpeg_array(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
-    """HWC uint8 RGB pixels of a JPEG, decoded by libjpeg-turbo straight into an array (no
-    Pillow image: no RGB->RGBX->RGB round trip), EXIF orientation applied.
-
-    Decoders: simplejpeg (the ``train`` extra; about a fifth faster than torchvision's) for
-    grey and colour JPEGs without Exif data, else torchvision's ``decode_jpeg``, which applies
-    the Exif orientation. Both give the pixels of :func:`dataprep.io.decode.open_image` (all run
-    libjpeg-turbo's accurate IDCT and fancy upsampling). Returns None where no fast path
-    applies (not a JPEG, over ``max_pixels``, a decode error, neither decoder installed): the
-    caller then uses ``open_image``, which also gives the clear error for a bad file.
-    """
-    global _decode_jpeg, _simplejpeg
-    head = _jpeg_header(data)
-    if head is None or head[0] * head[1] > max_pixels or head[0] * head[1] == 0:
-        return None
-    if head[2] in (1, 3) and not head[3]:
-        if _simplejpeg is None:
-            try:
-                import simplejpeg as _simplejpeg
-            except ImportError:
-                _simplejpeg = False
-        if _simplejpeg is not False:
-            try:
-                return _simplejpeg.decode_jpeg(data, colorspace="RGB")  # type: ignore[no-any-return]
-            except ValueError:  # damaged or unusual: torchvision, then Pillow, decide
-                pass
-    if _decode_jpeg is False:
-        return None
-    if _decode_jpeg is None:
-        try:
-            from torchvision.io import ImageReadMode, decode_jpeg
-        except ImportError:  # no torchvision, or one without image decoding: Pillow it is
-            _decode_jpeg = False
-            return None
-        def _decode_jpeg(buf: torch.Tensor) -> torch.Tensor:  # noqa: E306
-            # torchvision 0.29 announces that a later release drops its image decoders (the
-            # import above then fails and Pillow decodes): not a notice for our users
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                return decode_jpeg(buf, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    try:
-        chw = _decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-    except (RuntimeError, ValueError):
-        return None
-    return chw.permute(1, 2, 0).numpy()  # a view: torchvision decodes into HWC memory
-
-
-def train_array(arr: np.ndarray, aug: Augment, rng: np.random.Generator,
-                out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`train_pixels` of a stored image (not a view) already at ``aug.short_side``, on an
-    HWC array: the same parameters and pixels. Requires :func:`array_path_ok`. ``out``: a
-    C-contiguous (crop, crop, 3) array to write the result into (a batch's slot)."""
-    h, w = arr.shape[:2]
-    params = dict(draw_params(aug, rng, (w, h)))
-    box = params["geometry"]
-    crop = arr[box["top"]:box["top"] + box["height"], box["left"]:box["left"] + box["width"]]
-    flip = params.get("hflip", {}).get("flip", False)
-    if "pca_lighting" in params:
-        lighting = dict(aug.pipeline.ops)["pca_lighting"]
-        crop = lighting.apply_params(crop[:, ::-1] if flip else crop, params["pca_lighting"])
-    elif flip:  # torch's flip: 20x numpy's copy of a reversed view
-        flipped = torch.from_numpy(crop).flip(1)
-        if out is None:
-            return flipped.numpy()
-        torch.from_numpy(out).copy_(flipped)
-        return out
-    if out is None:
-        return np.ascontiguousarray(crop)
-    out[...] = crop
-    return out
-
-
-def eval_array(arr: np.ndarray, aug: Augment, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`eval_pixels` of a stored image already at ``aug.short_side``, on an HWC array
-    (written into ``out`` when given)."""
-    h, w = arr.shape[:2]
-    left, top, right, bottom = center_box(w, h, aug.img_size)
-    if out is None:
-        return np.ascontiguousarray(arr[top:bottom, left:right])
-    out[...] = arr[top:bottom, left:right]
-    return out
-
-
-def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-              channels_last: bool = False) -> torch.Tensor:
-    """uint8 NCHW on the device -> float ``(x / 255 - mean) / std``; mean, std: (1, 3, 1, 1)."""
-    x = x.float().div_(255.0).sub_(mean).div_(std)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else
-                        torch.contiguous_format)
 
 
 # -- the stream ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Stages: :func:`load_model` rebuilds the network from the configuration saved in 
 (``weights_only=True``); :func:`evaluate_model` streams DATA once (WebDataset directory, brace
 pattern, ``http(s)://`` / ``pipe:`` URL or LMDB, read by the trainer's own source code), decodes
 each chunk of ``batch_size`` images once and runs every asked mode of :mod:`dataprep.train.tta`
-on it; :mod:`dataprep.train.report` turns the predictions into tables, figures and
+on it; :mod:`dataprep.train.eval_report` turns the predictions into tables, figures and
 ``report.md``.
 
 images/s of a mode counts the shared decoding plus that mode's own cropping and forward passes:
@@ -31,6 +31,7 @@ from PIL import Image
 from dataprep.errors import ImageError, ShardError, UsageError
 from dataprep.io.decode import open_image
 from dataprep.records import Sample
+from dataprep.train.eval_result import EvalResult, ModeResult, pick_primary
 from dataprep.train.tta import MODES, VIEWS, ViewSpec, parse_modes, predict
 
 log = logging.getLogger("dataprep.train")
@@ -46,76 +47,6 @@ class LoadedModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     info: dict[str, Any] = field(default_factory=dict)  # model name, epochs, best val top-1
-
-
-@dataclass
-class ModeResult:
-    """Predictions of one test-time mode, aligned with :attr:`EvalResult.keys`."""
-
-    views: int
-    pred: np.ndarray  # int64 predicted class
-    conf: np.ndarray  # float32 probability of the predicted class
-    true_prob: np.ndarray  # float32 probability of the true class
-    top5_hit: np.ndarray  # bool: true class among the 5 most probable
-    seconds: float  # shared decoding + this mode's views and forward passes
-
-    def top1(self, labels: np.ndarray) -> float:
-        return float((self.pred == labels).mean()) if len(labels) else 0.0
-
-    def class_mean_top1(self, labels: np.ndarray) -> float:
-        """Mean over the classes present of their top-1 (balanced accuracy): what a model
-        trained on balanced classes should be judged by on an imbalanced set."""
-        present = np.unique(labels)
-        if not len(present):
-            return 0.0
-        return float(np.mean([(self.pred[labels == c] == c).mean() for c in present]))
-
-    def top5(self) -> float:
-        return float(self.top5_hit.mean()) if len(self.top5_hit) else 0.0
-
-    def images_per_s(self) -> float:
-        return len(self.pred) / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class EvalResult:
-    classes: list[str]
-    keys: list[str]
-    paths: list[str]
-    labels: np.ndarray
-    tags: list[tuple[str, ...]]
-    modes: dict[str, ModeResult]
-    primary: str
-    primary_reason: str  # "best top-1" or "--primary"
-    skipped: list[dict[str, str]] = field(default_factory=list)  # key, reason
-    info: dict[str, Any] = field(default_factory=dict)  # checkpoint, data, split, device, ...
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.keys)
-
-    def table(self) -> list[dict[str, Any]]:
-        """One row per mode, in the order asked: mode, views, top1, class_mean_top1, top5,
-        images_per_s, seconds."""
-        return [{"mode": m, "views": r.views, "top1": r.top1(self.labels),
-                 "class_mean_top1": r.class_mean_top1(self.labels), "top5": r.top5(),
-                 "images_per_s": r.images_per_s(), "seconds": r.seconds}
-                for m, r in self.modes.items()]
-
-    def lines(self) -> list[str]:
-        out = [f"{'mode':<8} {'views':>5} {'top-1':>7} {'top-5':>7} {'class-mean':>10} "
-               f"{'images/s':>9}"]
-        for row in self.table():
-            mark = "  <- primary" if row["mode"] == self.primary else ""
-            out.append(f"{row['mode']:<8} {row['views']:>5} {row['top1']:>7.4f} "
-                       f"{row['top5']:>7.4f} {row['class_mean_top1']:>10.4f} "
-                       f"{row['images_per_s']:>9.1f}{mark}")
-        return out
-
-
-def pick_primary(modes: dict[str, ModeResult], labels: np.ndarray) -> str:
-    """The mode of best top-1; ties go to the mode with fewer views (the cheaper one)."""
-    return max(modes, key=lambda m: (modes[m].top1(labels), -modes[m].views))
 
 
 # -- model --------------------------------------------------------------------------------------
@@ -190,7 +121,7 @@ def open_source(data: str, split: str, cache_dir: str | None = None) -> Iterator
     """(source, samples iterator) of DATA's ``split``; remote shards go through a shard cache
     (a temporary one unless ``cache_dir``)."""
     from dataprep.train.cache import ShardCache
-    from dataprep.train.data import iter_part
+    from dataprep.train.reading import iter_part
     from dataprep.train.sources import resolve_source
 
     source = resolve_source(data, split)
@@ -281,78 +212,120 @@ def evaluate_model(loaded: LoadedModel, data: str, *, modes: tuple[str, ...] = M
     details; default: the best top-1. ``tags``: a ``key,tag`` CSV (:func:`read_tags`), added
     to the tags samples carry in their json.
     """
-    modes = parse_modes(modes)
-    if primary is not None and primary not in modes:
-        raise UsageError(f"--primary {primary} is not among the evaluated modes "
-                         f"{', '.join(modes)}; add it to --tta")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    modes = _checked_modes(modes, primary, batch_size)
     dev = resolve_device(device)
-    model = loaded.model.to(dev).eval()
-    extra_tags = read_tags(tags) if tags else {}
+    run = _Pass(loaded, loaded.model.to(dev).eval(), dev, modes, batch_size,
+                read_tags(tags) if tags else {})
     split = pick_split(data, split)
-    num_classes = len(loaded.classes)
-    keys: list[str] = []
-    paths: list[str] = []
-    labels: list[int] = []
-    sample_tag_list: list[tuple[str, ...]] = []
-    skipped: list[dict[str, str]] = []
-    per_mode: dict[str, dict[str, list]] = {m: {"pred": [], "conf": [], "true": [], "top5": []}
-                                            for m in modes}
-    seconds = dict.fromkeys(modes, 0.0)
     with open_source(data, split) as (source, samples):
-        mapping = label_map(source.classes, loaded.classes)
+        run.mapping = label_map(source.classes, loaded.classes)
         if max_samples is not None:
             from itertools import islice
 
             samples = islice(samples, max_samples)
         bar = _bar(source.num_samples if max_samples is None else max_samples, progress)
         for chunk in _chunks(samples, batch_size):
-            t0 = time.perf_counter()
-            images: list[Image.Image] = []
-            kept: list[Sample] = []
-            for s in chunk:
-                _check_stored(s)
-                try:
-                    images.append(open_image(s.image))
-                except ImageError as exc:
-                    skipped.append({"key": s.key, "reason": str(exc)})
-                    continue
-                kept.append(s)
-            decode_s = time.perf_counter() - t0
-            y = [_label(s, mapping, num_classes) for s in kept]
-            for mode in modes:
-                t1 = time.perf_counter()
-                probs = predict(model, images, mode, loaded.spec, mean=loaded.mean,
-                                std=loaded.std, device=dev, batch_size=batch_size)
-                seconds[mode] += decode_s + time.perf_counter() - t1
-                _keep(per_mode[mode], probs, torch.tensor(y, dtype=torch.int64))
-            for s, label in zip(kept, y, strict=True):
-                keys.append(s.key)
-                paths.append(str(s.meta.get("path", "")))
-                labels.append(label)
-                found = sample_tags(s.meta) + extra_tags.get(s.key, ()) + \
-                    extra_tags.get(str(s.meta.get("path", "")), ())
-                sample_tag_list.append(tuple(dict.fromkeys(found)))
+            run.add_chunk(chunk)
             if bar is not None:
                 bar.update(len(chunk))
         if bar is not None:
             bar.close()
-    if not keys:
+    if not run.keys:
         raise UsageError(f"{data} (split {split!r}) holds no readable samples to evaluate")
-    y_all = np.asarray(labels, dtype=np.int64)
-    results = {m: ModeResult(VIEWS[m], np.concatenate(v["pred"]), np.concatenate(v["conf"]),
-                             np.concatenate(v["true"]), np.concatenate(v["top5"]), seconds[m])
-               for m, v in per_mode.items()}
-    chosen = primary or pick_primary(results, y_all)
     info = dict(loaded.info, img_size=loaded.spec.crop, short_side=loaded.spec.short_side,
                 data=str(data), split=split, device=str(dev),
                 batch_size=batch_size, tags_file=str(tags) if tags else None)
-    if skipped:
-        log.warning("%d sample(s) could not be decoded and were skipped (first: %s: %s)",
-                    len(skipped), skipped[0]["key"], skipped[0]["reason"])
-    return EvalResult(list(loaded.classes), keys, paths, y_all, sample_tag_list, results,
-                      chosen, "--primary" if primary else "best top-1", skipped, info)
+    return run.result(primary, info)
+
+
+def _checked_modes(modes: tuple[str, ...], primary: str | None, batch_size: int,
+                   ) -> tuple[str, ...]:
+    """``modes`` parsed; raises :class:`UsageError` for a ``primary`` outside them or a batch
+    size below 1, before any data is read."""
+    modes = parse_modes(modes)
+    if primary is not None and primary not in modes:
+        raise UsageError(f"--primary {primary} is not among the evaluated modes "
+                         f"{', '.join(modes)}; add it to --tta")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    return modes
+
+
+@dataclass
+class _Pass:
+    """One pass of :func:`evaluate_model` over DATA: what it runs on each chunk, and what it
+    keeps of each sample (key, path, label, tags) and of each mode (see :func:`_keep`)."""
+
+    loaded: LoadedModel
+    model: torch.nn.Module  # ``loaded.model`` on the device, in eval mode
+    device: torch.device
+    modes: tuple[str, ...]
+    batch_size: int
+    extra_tags: dict[str, tuple[str, ...]]  # of --tags, by key or source path
+    mapping: list[int] | None = None  # data label -> model label (see :func:`label_map`)
+    keys: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    tags: list[tuple[str, ...]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    per_mode: dict[str, dict[str, list]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.per_mode = {m: {"pred": [], "conf": [], "true": [], "top5": []} for m in self.modes}
+        self.seconds = dict.fromkeys(self.modes, 0.0)
+
+    def add_chunk(self, chunk: list[Sample]) -> None:
+        """Decode ``chunk`` once, then run every mode on it; each mode's time includes the
+        shared decoding."""
+        t0 = time.perf_counter()
+        images, kept = self._decode(chunk)
+        decode_s = time.perf_counter() - t0
+        y = [_label(s, self.mapping, len(self.loaded.classes)) for s in kept]
+        for mode in self.modes:
+            t1 = time.perf_counter()
+            probs = predict(self.model, images, mode, self.loaded.spec, mean=self.loaded.mean,
+                            std=self.loaded.std, device=self.device, batch_size=self.batch_size)
+            self.seconds[mode] += decode_s + time.perf_counter() - t1
+            _keep(self.per_mode[mode], probs, torch.tensor(y, dtype=torch.int64))
+        for s, label in zip(kept, y, strict=True):
+            self.keys.append(s.key)
+            self.paths.append(str(s.meta.get("path", "")))
+            self.labels.append(label)
+            found = sample_tags(s.meta) + self.extra_tags.get(s.key, ()) + \
+                self.extra_tags.get(str(s.meta.get("path", "")), ())
+            self.tags.append(tuple(dict.fromkeys(found)))
+
+    def _decode(self, chunk: list[Sample]) -> tuple[list[Image.Image], list[Sample]]:
+        """The decodable images of ``chunk`` and their samples; the others are recorded as
+        skipped."""
+        images: list[Image.Image] = []
+        kept: list[Sample] = []
+        for s in chunk:
+            _check_stored(s)
+            try:
+                images.append(open_image(s.image))
+            except ImageError as exc:
+                self.skipped.append({"key": s.key, "reason": str(exc)})
+                continue
+            kept.append(s)
+        return images, kept
+
+    def result(self, primary: str | None, info: dict[str, Any]) -> EvalResult:
+        """The :class:`EvalResult` of everything kept; ``primary`` None picks the best top-1."""
+        y_all = np.asarray(self.labels, dtype=np.int64)
+        results = {m: ModeResult(VIEWS[m], np.concatenate(v["pred"]), np.concatenate(v["conf"]),
+                                 np.concatenate(v["true"]), np.concatenate(v["top5"]),
+                                 self.seconds[m])
+                   for m, v in self.per_mode.items()}
+        chosen = primary or pick_primary(results, y_all)
+        skipped = self.skipped
+        if skipped:
+            log.warning("%d sample(s) could not be decoded and were skipped (first: %s: %s)",
+                        len(skipped), skipped[0]["key"], skipped[0]["reason"])
+        return EvalResult(list(self.loaded.classes), self.keys, self.paths, y_all, self.tags,
+                          results, chosen, "--primary" if primary else "best top-1", skipped,
+                          info)
 
 
 def _label(sample: Sample, mapping: list[int] | None, num_classes: int) -> int:
@@ -410,13 +383,13 @@ def evaluate(checkpoint: str | Path, data: str, out: str | Path | None, *,
              tags: str | Path | None = None, max_samples: int | None = None,
              progress: bool = False, per_class_sheet: int = 8) -> EvalResult:
     """Evaluate a ``dataprep train`` checkpoint on DATA and, when ``out`` is given, write the
-    report there (see :func:`dataprep.train.report.write_report`)."""
+    report there (see :func:`dataprep.train.eval_report.write_report`)."""
     loaded = load_model(checkpoint)
     result = evaluate_model(loaded, data, modes=parse_modes(modes), primary=primary,
                             split=split, batch_size=batch_size, device=device, tags=tags,
                             max_samples=max_samples, progress=progress)
     if out is not None:
-        from dataprep.train.report import sheet_keys, write_report
+        from dataprep.train.eval_report import sheet_keys, write_report
 
         thumbs = load_thumbnails(data, result.info["split"],
                                  sheet_keys(result, per_class_sheet))

@@ -230,8 +230,8 @@ def _run_sizes(plan: _Plan, result: CurveResult, sizes: list[int], seed: int,
 
 def _one_run(plan: _Plan, n: int, run_seed: int) -> dict[str, Any]:
     """Draw, resize, train and score one (size, seed); returns its row."""
+    from dataprep.train.eval_report import metrics_dict
     from dataprep.train.evaluate import evaluate_model, load_model
-    from dataprep.train.report import metrics_dict
 
     draw = _draw(plan, n, run_seed)
     cfg = _run_config(plan, draw)

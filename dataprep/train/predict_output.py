@@ -53,9 +53,9 @@ class PredictResult:
         return self.labels >= 0
 
     def evaluation(self) -> Any:
-        """The labelled images as an :class:`~dataprep.train.evaluate.EvalResult` of this one
+        """The labelled images as an :class:`~dataprep.train.eval_result.EvalResult` of this one
         mode (None without labels): its ``lines()`` are ``evaluate``'s table."""
-        from dataprep.train.evaluate import EvalResult, ModeResult
+        from dataprep.train.eval_result import EvalResult, ModeResult
         from dataprep.train.tta import VIEWS
 
         mask = self.labelled

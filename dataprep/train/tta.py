@@ -114,7 +114,7 @@ def predict(model: torch.nn.Module, images: list[Image.Image], mode: str, spec: 
     """(len(images), C) float32 probabilities of ``mode`` on CPU; the model runs in eval mode,
     ``batch_size`` views per forward pass. Pixels are normalized as in training:
     ``(x / 255 - mean) / std``."""
-    from dataprep.train.data import normalize
+    from dataprep.train.pixels import normalize
 
     device = torch.device(device)
     model.eval()

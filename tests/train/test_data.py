@@ -17,17 +17,14 @@ from dataprep.jobs.jitter import build_augment
 from dataprep.ops.crop import ten_crop
 from dataprep.ops.rng import sample_rng
 from dataprep.train.data import (
-    Augment,
     ShardStream,
     batches_per_epoch,
-    eval_pixels,
-    iter_part,
     make_loader,
-    online_augment,
     plan_parts,
-    train_pixels,
     view_image,
 )
+from dataprep.train.pixels import Augment, eval_pixels, online_augment, train_pixels
+from dataprep.train.reading import iter_part
 from dataprep.train.sources import has_split, resolve_source
 
 AUG = online_augment(32, 36)

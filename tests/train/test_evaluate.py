@@ -20,6 +20,7 @@ from PIL import Image
 from dataprep.cli import cli
 from dataprep.errors import UsageError
 from dataprep.records import Sample
+from dataprep.train.eval_report import confusion_matrix, row_normalized, write_report
 from dataprep.train.evaluate import (
     LoadedModel,
     evaluate_model,
@@ -28,7 +29,6 @@ from dataprep.train.evaluate import (
     read_tags,
     sample_tags,
 )
-from dataprep.train.report import confusion_matrix, row_normalized, write_report
 from dataprep.train.tta import MODES, VIEWS, ViewSpec, mode_views, parse_modes, predict
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -206,8 +206,8 @@ def test_report_of_a_model_that_errs(tmp_path, fmt):
     per_class_hits = [np.mean(primary.pred[result.labels == c] == c) for c in range(3)]
     assert primary.class_mean_top1(result.labels) == pytest.approx(np.mean(per_class_hits))
     assert wrong > 0  # an untrained network: the sheet has something to show
+    from dataprep.train.eval_report import sheet_keys
     from dataprep.train.evaluate import load_thumbnails
-    from dataprep.train.report import sheet_keys
 
     thumbs = load_thumbnails(str(data), "val", sheet_keys(result, 3))
     assert thumbs and set(thumbs) == sheet_keys(result, 3)

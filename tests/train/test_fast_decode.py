@@ -16,11 +16,11 @@ from dataprep.io.writers import TarShardWriter
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.rng import sample_rng
 from dataprep.records import Sample
-from dataprep.train import data
-from dataprep.train.data import (
+from dataprep.train import data, jpeg
+from dataprep.train.data import ShardStream
+from dataprep.train.jpeg import decode_jpeg_array
+from dataprep.train.pixels import (
     Augment,
-    ShardStream,
-    decode_jpeg_array,
     eval_array,
     eval_pixels,
     online_augment,
@@ -48,9 +48,9 @@ def decoder(request, monkeypatch):
     torchvision alone."""
     if request.param == "simplejpeg":
         pytest.importorskip("simplejpeg")
-        monkeypatch.setattr(data, "_simplejpeg", None)  # looked up again
+        monkeypatch.setattr(jpeg, "_simplejpeg", None)  # looked up again
     else:
-        monkeypatch.setattr(data, "_simplejpeg", False)  # as if not installed
+        monkeypatch.setattr(jpeg, "_simplejpeg", False)  # as if not installed
     return request.param
 
 
@@ -67,7 +67,7 @@ def test_decode_equals_open_image_exif_cmyk_and_gray_included(path, decoder):
 
 
 def test_jpeg_header_reads_the_frame_header():
-    from dataprep.train.data import _jpeg_header
+    from dataprep.train.jpeg import _jpeg_header
 
     def jpeg_size(raw: bytes):
         head = _jpeg_header(raw)
@@ -90,7 +90,7 @@ def test_simplejpeg_decodes_plain_jpegs_and_leaves_exif_to_torchvision(monkeypat
         calls.append(raw)
         return simplejpeg.decode_jpeg(raw, **kwargs)
 
-    monkeypatch.setattr(data, "_simplejpeg", type("M", (), {"decode_jpeg": staticmethod(counted)}))
+    monkeypatch.setattr(jpeg, "_simplejpeg", type("M", (), {"decode_jpeg": staticmethod(counted)}))
     plain = jpeg_at(Image.open(PHOTOS[0]).convert("RGB"), 64)
     rotated = (EDGE / "exif_orientation" / "pil__hopper_orientation_6.jpg").read_bytes()
     cmyk = next((EDGE / "cmyk").glob("*.jpg")).read_bytes()
@@ -158,8 +158,8 @@ def test_stream_batches_equal_with_and_without_the_fast_path(tmp_path, monkeypat
         return [(x.clone(), y.clone()) for x, y in stream]
 
     fast = batches()
-    monkeypatch.setattr(data, "_decode_jpeg", False)  # the Pillow path: no fast decoder
-    monkeypatch.setattr(data, "_simplejpeg", False)
+    monkeypatch.setattr(jpeg, "_decode_jpeg", False)  # the Pillow path: no fast decoder
+    monkeypatch.setattr(jpeg, "_simplejpeg", False)
     slow = batches()
     assert len(fast) == len(slow) == 3
     for (xf, yf), (xs, ys) in zip(fast, slow, strict=True):
@@ -196,8 +196,8 @@ def test_exif_after_the_frame_header_is_still_applied(decoder):
 
 def test_simplejpeg_serves_when_torchvision_cannot(monkeypatch):
     pytest.importorskip("simplejpeg")
-    monkeypatch.setattr(data, "_simplejpeg", None)
-    monkeypatch.setattr(data, "_decode_jpeg", False)  # as if torchvision had no decoder
+    monkeypatch.setattr(jpeg, "_simplejpeg", None)
+    monkeypatch.setattr(jpeg, "_decode_jpeg", False)  # as if torchvision had no decoder
     raw = jpeg_at(Image.open(PHOTOS[1]).convert("RGB"), 64)
     np.testing.assert_array_equal(decode_jpeg_array(raw), np.asarray(open_image(raw)))
     rotated = (EDGE / "exif_orientation" / "pil__hopper_orientation_6.jpg").read_bytes()

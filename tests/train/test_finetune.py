@@ -13,8 +13,9 @@ from dataprep.errors import UsageError
 from dataprep.train.cli import summary
 from dataprep.train.config import TrainConfig
 from dataprep.train.finetune import matches, parse_lr_group, plan
-from dataprep.train.loop import build_optimizer, fine_tune_plan, train
+from dataprep.train.loop import train
 from dataprep.train.models import build_model, layers
+from dataprep.train.optim import build_optimizer, fine_tune_plan
 
 VGG_RECIPE = ["classifier.6=10", "classifier.[03]=1", "*=0"]
 

@@ -19,7 +19,8 @@ from conftest import CLASSES, make_shards, read_metrics, write_split
 from dataprep.records import Sample
 from dataprep.train.cli import train as train_cmd
 from dataprep.train.config import TrainConfig
-from dataprep.train.loop import lr_factor, train
+from dataprep.train.loop import train
+from dataprep.train.optim import lr_factor
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(model="tiny_cnn", img_size=32, short_side=36, batch_size=8, workers=0,

@@ -34,8 +34,10 @@ from dataprep.jobs.jitter import build_augment
 from dataprep.jobs.shard import shard
 from dataprep.ops.rng import sample_rng
 from dataprep.train.config import TrainConfig
-from dataprep.train.data import ShardStream, draw_params, iter_part, train_pixels
-from dataprep.train.loop import make_augment
+from dataprep.train.data import ShardStream
+from dataprep.train.pixels import draw_params, train_pixels
+from dataprep.train.reading import iter_part
+from dataprep.train.run_setup import make_augment
 from dataprep.train.sources import resolve_source
 
 SEED, COPIES, PER_CLASS, CROP = 5, 6, 8, 32

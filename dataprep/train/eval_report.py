@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dataprep.train.evaluate import EvalResult
+    from dataprep.train.eval_result import EvalResult
 
 SHEET_MAX_ROWS = 30  # classes shown in misclassified.png (those with most errors)
 
@@ -249,40 +249,12 @@ def _pct(v: float | None) -> str:
 
 
 def report_markdown(result: EvalResult, files: list[str], per_class_sheet: int) -> str:
-    info = result.info
+    """``report.md``: what was evaluated, the modes, then the primary mode's per-class table,
+    confusion matrix, tags and errors, and links to every file."""
     lines = ["# Evaluation report", ""]
-    trained = []
-    if info.get("epochs") is not None:
-        trained.append(f"after epoch {info['epochs']}")
-    if info.get("best_val_top1") is not None:
-        trained.append(f"training's best val top-1 {info['best_val_top1']:.4f} at epoch "
-                       f"{info.get('best_epoch')}")
-    what = f"model `{info.get('model', '?')}`" + (f", {'; '.join(trained)}" if trained else "")
-    lines += [f"- checkpoint: `{info['checkpoint']}` ({what})" if info.get("checkpoint")
-              else f"- {what}",
-              f"- data: `{info['data']}`, split `{info['split']}`: {result.num_samples} images, "
-              f"{len(result.classes)} classes"
-              + (f", {len(result.skipped)} unreadable (skipped)" if result.skipped else ""),
-              f"- views: {info.get('img_size', '')} px crops from images resized to a "
-              f"{info.get('short_side', '')} px short side; `resize` squashes the whole image",
-              f"- device: {info['device']}, batch size {info['batch_size']}", ""]
-    lines += ["## Test-time modes", "",
-              "| mode | views | top-1 | top-5 | class-mean top-1 | images/s |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for row in result.table():
-        name = f"**{row['mode']}**" if row["mode"] == result.primary else row["mode"]
-        lines.append(f"| {name} | {row['views']} | {row['top1']:.4f} | {row['top5']:.4f} | "
-                     f"{row['class_mean_top1']:.4f} | {row['images_per_s']:.1f} |")
-    lines += ["", "class-mean top-1 is the mean of the per-class top-1 (balanced accuracy). "
-              "images/s counts decoding plus the mode's own views and forward passes. "
-              f"The sections below describe **{result.primary}** ({result.primary_reason}).", ""]
-    lines += ["## Per class", "", "| class | support | top-1 | precision | most confused with |",
-              "| --- | ---: | ---: | ---: | --- |"]
-    for r in per_class_rows(result):
-        confused = f"{_md(r['most_confused_with'])} ({r['confused_count']})" \
-            if r["most_confused_with"] else ""
-        lines.append(f"| {_md(r['class'])} | {r['support']} | {_pct(r['top1'])} | "
-                     f"{_pct(r['precision'])} | {confused} |")
+    lines += _md_setup(result)
+    lines += _md_modes(result)
+    lines += _md_per_class(result)
     lines += ["", "## Confusion matrix", "", "![confusion matrix](confusion.png)", "",
               "Rows are true classes, columns predicted ones: counts on the left, each row "
               "divided by its class's support on the right ([confusion.csv](confusion.csv), "
@@ -292,13 +264,65 @@ def report_markdown(result: EvalResult, files: list[str], per_class_sheet: int) 
         lines += ["## Accuracy per tag", "", "| tag | samples | top-1 |", "| --- | ---: | ---: |"]
         lines += [f"| {_md(r['tag'])} | {r['samples']} | {_pct(r['top1'])} |" for r in tag_rows]
         lines += ["", "Per mode in [per_tag.csv](per_tag.csv).", ""]
+    lines += _md_misclassified(result, per_class_sheet)
+    lines += ["## Files", "", ", ".join(f"[{f}]({f})" for f in files), ""]
+    return "\n".join(lines)
+
+
+def _md_setup(result: EvalResult) -> list[str]:
+    """The checkpoint (and how it trained), the data, the views and the device."""
+    info = result.info
+    trained = []
+    if info.get("epochs") is not None:
+        trained.append(f"after epoch {info['epochs']}")
+    if info.get("best_val_top1") is not None:
+        trained.append(f"training's best val top-1 {info['best_val_top1']:.4f} at epoch "
+                       f"{info.get('best_epoch')}")
+    what = f"model `{info.get('model', '?')}`" + (f", {'; '.join(trained)}" if trained else "")
+    return [f"- checkpoint: `{info['checkpoint']}` ({what})" if info.get("checkpoint")
+            else f"- {what}",
+            f"- data: `{info['data']}`, split `{info['split']}`: {result.num_samples} images, "
+            f"{len(result.classes)} classes"
+            + (f", {len(result.skipped)} unreadable (skipped)" if result.skipped else ""),
+            f"- views: {info.get('img_size', '')} px crops from images resized to a "
+            f"{info.get('short_side', '')} px short side; `resize` squashes the whole image",
+            f"- device: {info['device']}, batch size {info['batch_size']}", ""]
+
+
+def _md_modes(result: EvalResult) -> list[str]:
+    lines = ["## Test-time modes", "",
+             "| mode | views | top-1 | top-5 | class-mean top-1 | images/s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in result.table():
+        name = f"**{row['mode']}**" if row["mode"] == result.primary else row["mode"]
+        lines.append(f"| {name} | {row['views']} | {row['top1']:.4f} | {row['top5']:.4f} | "
+                     f"{row['class_mean_top1']:.4f} | {row['images_per_s']:.1f} |")
+    lines += ["", "class-mean top-1 is the mean of the per-class top-1 (balanced accuracy). "
+              "images/s counts decoding plus the mode's own views and forward passes. "
+              f"The sections below describe **{result.primary}** ({result.primary_reason}).", ""]
+    return lines
+
+
+def _md_per_class(result: EvalResult) -> list[str]:
+    lines = ["## Per class", "", "| class | support | top-1 | precision | most confused with |",
+             "| --- | ---: | ---: | ---: | --- |"]
+    for r in per_class_rows(result):
+        confused = f"{_md(r['most_confused_with'])} ({r['confused_count']})" \
+            if r["most_confused_with"] else ""
+        lines.append(f"| {_md(r['class'])} | {r['support']} | {_pct(r['top1'])} | "
+                     f"{_pct(r['precision'])} | {confused} |")
+    return lines
+
+
+def _md_misclassified(result: EvalResult, per_class_sheet: int) -> list[str]:
+    """How many are wrong, the contact sheet, and the ten most confident errors."""
     wrong = misclassified_rows(result)
     share = len(wrong) / max(result.num_samples, 1)
-    lines += ["## Misclassified images", "",
-              f"{len(wrong)} of {result.num_samples} images ({100 * share:.1f}%) are "
-              f"misclassified. The sheet shows up to {per_class_sheet} per true class, most "
-              "confident error first; [misclassified.csv](misclassified.csv) lists them all.",
-              "", "![misclassified images](misclassified.png)", ""]
+    lines = ["## Misclassified images", "",
+             f"{len(wrong)} of {result.num_samples} images ({100 * share:.1f}%) are "
+             f"misclassified. The sheet shows up to {per_class_sheet} per true class, most "
+             "confident error first; [misclassified.csv](misclassified.csv) lists them all.",
+             "", "![misclassified images](misclassified.png)", ""]
     if wrong:
         lines += ["Most confident errors:", "", "| key | true | predicted | probability |",
                   "| --- | --- | --- | ---: |"]
@@ -306,8 +330,7 @@ def report_markdown(result: EvalResult, files: list[str], per_class_sheet: int) 
             lines.append(f"| {_md(r['key'])} | {_md(r['true'])} | {_md(r['predicted'])} | "
                          f"{r['confidence']:.3f} |")
         lines.append("")
-    lines += ["## Files", "", ", ".join(f"[{f}]({f})" for f in files), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_report(result: EvalResult, out: str | Path, thumbs: dict[str, Image.Image],
