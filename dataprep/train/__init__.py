@@ -9,8 +9,11 @@ autocast), ``run_setup`` (run folder and streams before the first epoch), ``metr
 loop's sums), ``tracker`` (best / patience / warnings, history), ``loop`` (the loop, DDP),
 ``checkpoint`` (``best.pt`` / ``last.pt``), ``plots`` (curves.png), ``summary`` (layer table),
 ``evaluate`` / ``eval_result`` / ``eval_report`` (test-time modes on a checkpoint, their
-results, the report's tables and files), ``cli`` (click commands; ``python -m dataprep.train``
-runs them without the rest of the CLI).
+results, the report's tables and files), ``learning_curve`` (+ ``curve_split``,
+``curve_output``), ``predict`` (+ ``predict_output``), ``sweep`` (+ ``sweep_spec``,
+``sweep_folder``, ``sweep_launch``, ``sweep_estimate``), ``compare`` (+ ``compare_table``),
+``cli`` / ``eval_cli`` (click commands) and ``commands`` (``python -m dataprep.train`` runs them
+without the rest of the CLI).
 Importing this package loads nothing heavy; torch loads with ``loop``, ``data`` or ``models``.
 """
 
