@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.io.readers import LMDB_FORMAT, iter_samples
+from dataprep.io.lmdbread import LMDB_FORMAT
+from dataprep.io.readers import iter_samples
 from dataprep.io.writers import WRITERS, LmdbWriter, TarShardWriter, make_writer
 from dataprep.jobs.shard import shard
 from dataprep.records import SAMPLE_SCHEMA, Sample

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Protocol
 
 from dataprep.errors import OutputError
 from dataprep.io import caffe, durable, tarformat
-from dataprep.io.readers import LMDB_FORMAT, lmdb_key
+from dataprep.io.lmdbread import LMDB_FORMAT, lmdb_key
 from dataprep.records import MAX_MEMBER_NAME, Sample, schema_meta, short_key
 from dataprep.settings import RunSetting
 
@@ -361,7 +361,7 @@ def current_lmdb_layout() -> str:
 
 
 class LmdbWriter(_StagedWriter):
-    """One LMDB environment ``{split}.lmdb``, in dataprep's layout (:mod:`dataprep.io.readers`)
+    """One LMDB environment ``{split}.lmdb``, in dataprep's layout (:mod:`dataprep.io.lmdbread`)
     or Caffe's (``layout="caffe"``, :mod:`dataprep.io.caffe`).
 
     Built in the stage folder and renamed into place when complete; the map doubles on

@@ -110,13 +110,13 @@ def shard_inputs(files: Sequence[str], mode: str) -> str:
 
 def source_inputs(source: Any) -> dict[str, Any]:
     """``run_job``'s ``inputs``, ``stream_files`` and ``input_errors`` for a scanned source."""
-    from dataprep.io import readers
+    from dataprep.io import lmdbread, readers
 
     files: list[str] | None = None
     if source.records is None:  # a stream of shards: they identify the inputs
         if source.kind == "lmdb":
             files = [os.path.join(env, "data.mdb")
-                     for env in readers.list_lmdbs(source.location)]
+                     for env in lmdbread.list_lmdbs(source.location)]
         else:
             files = list(readers.list_tar_shards(source.location))
     return {"inputs": [str(source.location)], "stream_files": files,

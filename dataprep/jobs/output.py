@@ -38,8 +38,8 @@ from typing import Any
 from dataprep.errors import DataprepError, OutputError, UsageError
 from dataprep.io import durable
 from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
+from dataprep.io.lmdbread import caffe_entries, read_caffe_sidecar
 from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, info_json, read_ledger, wids_name
-from dataprep.io.readers import caffe_entries, read_caffe_sidecar
 from dataprep.io.writers import (
     STAGE_NAME,
     ShardInfo,

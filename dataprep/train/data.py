@@ -31,15 +31,9 @@ from PIL import Image
 
 from dataprep.errors import ImageError, ShardError
 from dataprep.io.decode import DEFAULT_MAX_PIXELS, open_image
-from dataprep.io.readers import (
-    IMAGE_FIELDS,
-    caffe_range,
-    iter_tar,
-    lmdb_key,
-    read_caffe_sidecar,
-    stored_meta,
-    to_sample,
-)
+from dataprep.io.fields import IMAGE_FIELDS, stored_meta
+from dataprep.io.lmdbread import caffe_range, lmdb_key, read_caffe_sidecar
+from dataprep.io.readers import iter_tar, to_sample
 from dataprep.ops.crop import center_box, center_crop, five_boxes
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.rng import sample_rng
