@@ -30,7 +30,7 @@ from dataprep.io.readers import (
     to_sample,
 )
 from dataprep.io.source import Source
-from dataprep.io.writers import member_key
+from dataprep.io.tarpack import member_key
 from dataprep.records import NO_IMAGE, Record, Sample, safe_key
 
 REMOTE = ("http://", "https://", "pipe:")  # locations streamed, not listed: no ledger to read

@@ -38,16 +38,10 @@ from typing import Any
 from dataprep.errors import DataprepError, OutputError, UsageError
 from dataprep.io import durable
 from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
+from dataprep.io.foldersink import safe_name
 from dataprep.io.lmdbread import caffe_entries, read_caffe_sidecar
 from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, info_json, read_ledger, wids_name
-from dataprep.io.writers import (
-    STAGE_NAME,
-    ShardInfo,
-    Staged,
-    Writer,
-    safe_name,
-    sha256_file,
-)
+from dataprep.io.staging import STAGE_NAME, ShardInfo, Staged, Writer, sha256_file
 from dataprep.journal import Journal, JournalState
 from dataprep.records import Record, Sample
 

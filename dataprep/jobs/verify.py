@@ -33,7 +33,7 @@ from dataprep.io.manifest import (
     wids_index,
     wids_name,
 )
-from dataprep.io.writers import STAGE_NAME, sha256_file
+from dataprep.io.staging import STAGE_NAME, sha256_file
 from dataprep.jobs.output import LOCK_NAME, OutputFolder
 from dataprep.journal import Journal
 

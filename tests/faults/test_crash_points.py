@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 
 from dataprep.io import durable
-from dataprep.io.writers import FolderWriter, lmdb_layout
+from dataprep.io.foldersink import FolderWriter
+from dataprep.io.writers import lmdb_layout
 from dataprep.jobs.tencrop import resize, tencrop
 from dataprep.jobs.verify import verify
 
