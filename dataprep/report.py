@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.io.writers import ShardInfo
+from dataprep.io.staging import ShardInfo
 
 
 @dataclass

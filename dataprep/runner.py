@@ -24,7 +24,7 @@ from typing import Any
 
 from dataprep.cluster import active, map_cluster, ordered_window
 from dataprep.errors import DiskFullError, ImageError, WorkerError
-from dataprep.io.writers import PackedGroup, image_bytes
+from dataprep.io.tarpack import PackedGroup, image_bytes
 from dataprep.options import RunOptions
 from dataprep.pool import local_executor, resolve_jobs, shutdown_local
 from dataprep.records import Record, Sample

@@ -27,7 +27,8 @@ from PIL import Image
 
 from dataprep.cli import cli
 from dataprep.io import caffe, durable
-from dataprep.io.readers import iter_lmdb, iter_samples, lmdb_header
+from dataprep.io.lmdbread import iter_lmdb, lmdb_header
+from dataprep.io.readers import iter_samples
 from dataprep.jobs.tencrop import tencrop
 from dataprep.jobs.verify import verify
 

@@ -67,7 +67,7 @@ def test_verify_counts_images_that_do_not_decode(outputs, tmp_path):
     import json
     import tarfile
 
-    from dataprep.io.writers import sha256_file
+    from dataprep.io.staging import sha256_file
 
     out = tmp_path / "copy"
     shutil.copytree(outputs / "materialize", out)

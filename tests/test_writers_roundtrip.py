@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.io.readers import LMDB_FORMAT, iter_samples
-from dataprep.io.writers import WRITERS, LmdbWriter, TarShardWriter, make_writer
+from dataprep.io.lmdbread import LMDB_FORMAT
+from dataprep.io.readers import iter_samples
+from dataprep.io.tarsink import TarShardWriter
+from dataprep.io.writers import WRITERS, LmdbWriter, make_writer
 from dataprep.jobs.shard import shard
 from dataprep.records import SAMPLE_SCHEMA, Sample
 
@@ -146,7 +148,7 @@ def _stored_key(key: str) -> str:
 
 def _tarfile_shard(groups: list[list[Sample]]) -> bytes:
     """What ``tarfile`` writes (GNU format) for the samples' members, for comparison."""
-    from dataprep.io.writers import TAR_MTIME, sample_json
+    from dataprep.io.tarpack import TAR_MTIME, sample_json
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -163,7 +165,7 @@ def _tarfile_shard(groups: list[list[Sample]]) -> bytes:
 
 def test_groups_packed_in_workers_write_what_tarfile_writes(samples, tmp_path, gradient,
                                                              encode):
-    from dataprep.io.writers import pack_group
+    from dataprep.io.tarpack import pack_group
 
     long_key = "k" * 150  # stored shortened: no GNU long-name member
     groups = [samples[i:i + 3] for i in range(0, len(samples), 3)]
@@ -286,10 +288,10 @@ def test_long_keys_are_shortened_within_100_byte_names(gradient, encode, tmp_pat
 
 def test_two_keys_shortened_alike_are_an_error(tmp_path, gradient, encode, monkeypatch):
     from dataprep.errors import OutputError
-    from dataprep.io import writers
+    from dataprep.io import tarpack
 
     # a real sha1 collision cannot be made; make the hash digits too few to tell keys apart
-    monkeypatch.setattr(writers, "short_key", lambda key, limit: key[:limit])
+    monkeypatch.setattr(tarpack, "short_key", lambda key, limit: key[:limit])
     img = encode(gradient(10, 10), "PNG")
     w = TarShardWriter(tmp_path, "train")
     w.write(Sample("a" * 120 + "1", img, "png", 0, {}))
@@ -384,7 +386,7 @@ def test_existing_split_needs_overwrite(image_folder, tmp_path):
 
 
 def test_folder_file_names_fit_255_bytes(tmp_path, gradient, encode):
-    from dataprep.io.writers import FolderWriter
+    from dataprep.io.foldersink import FolderWriter
 
     key = "ü" * 200  # 400 bytes: no file system takes it as one name
     w = FolderWriter(tmp_path, "train")

@@ -8,13 +8,15 @@ from the open descriptor. Stdlib only, so light modules can use it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dataprep.errors import DataprepError
+from dataprep.errors import DataprepError, SourceError
 
 MAX_TEXT_BYTES = 64 << 20  # JSON / TOML side files (classes.json, recipes, stats.json, ...)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -109,3 +111,23 @@ def read_json_file(path: str | Path, error: type[DataprepError], limit: int = MA
         detail = f"{type(exc).__name__}: {exc}"[:200]
         raise error(f"{name}: damaged, not JSON ({detail}); rewrite it, or remove it and "
                     "rerun the command that wrote it") from None
+
+
+def open_text(path: Path) -> io.TextIOWrapper:
+    """A source's text file (list file, manifest), opened as UTF-8 only if it is a regular
+    file."""
+    return io.TextIOWrapper(open_regular(path, error=SourceError), encoding="utf-8")
+
+
+def numbered_lines(lines: Iterable[str], path: Path) -> Iterator[tuple[int, str]]:
+    """``enumerate(lines, 1)``, with text that is not UTF-8 a :class:`SourceError` naming the
+    line where it starts (about: the text is decoded in blocks)."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(lines, 1):  # noqa: B007  (read in the handler)
+            yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: not UTF-8 text, after line {lineno} ({exc.reason}); "
+                          "expected a text file (is it an image or an archive?)") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None

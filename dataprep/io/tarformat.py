@@ -66,7 +66,7 @@ def member_chunks(name: str, data: bytes, mtime: int, mode: int = 0o644) -> list
     raw = name.encode("utf-8", "surrogateescape")
     if len(raw) > NAME_BYTES:
         # a GNU long-name or pax header is misread by readers that index tars themselves
-        # (wids, DALI's wds2idx): writers shorten keys first (dataprep.io.writers.member_key)
+        # (wids, DALI's wds2idx): writers shorten keys first (dataprep.io.tarpack.member_key)
         raise ValueError(f"tar member name {name[:60]!r}... has {len(raw)} bytes; at most "
                          f"{NAME_BYTES} fit a header")
     return [_header(raw, len(data), mode, mtime, b"0", _GNU_MAGIC), data, _padding(len(data))]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataprep.errors import DiskBudgetError
-from dataprep.io.writers import PackedGroup, sample_json
+from dataprep.io.tarpack import PackedGroup, sample_json
 from dataprep.records import Record, Sample
 from dataprep.report import human_bytes
 from dataprep.runner import Task, map_records

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.cluster import cluster
-from dataprep.io import readers
+from dataprep.io import lmdbread, readers
 from dataprep.io.scan import scan
-from dataprep.io.writers import TarPackingTask, make_writer
+from dataprep.io.tarpack import TarPackingTask
+from dataprep.io.writers import make_writer
 from dataprep.jobs.budget import (
     ESTIMATE_RECORDS,
     Estimate,
@@ -114,7 +115,7 @@ def read_input(spec: InputSpec, listed: bool = False) -> JobInput:
                        len(source) if source.records is not None or source.num_records
                        else None, [str(source.location)], errors=list(source.errors or []))
         if source.records is None:  # a stream of shards: they identify the inputs
-            got.stream_files = ([os.path.join(env, "data.mdb") for env in readers.list_lmdbs(
+            got.stream_files = ([os.path.join(env, "data.mdb") for env in lmdbread.list_lmdbs(
                 source.location)] if source.kind == "lmdb"
                 else list(readers.list_tar_shards(source.location)))
         if listed:

@@ -20,7 +20,7 @@ from dataprep.errors import OutputError
 from dataprep.io import durable
 from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
 from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, info_json, read_ledger, wids_name
-from dataprep.io.writers import STAGE_NAME, ShardInfo, Staged
+from dataprep.io.staging import STAGE_NAME, ShardInfo, Staged
 from dataprep.jobs.output_names import ERRORS_NAME, inside, owns
 from dataprep.journal import Journal
 

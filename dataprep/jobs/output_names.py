@@ -8,8 +8,9 @@ import re
 from collections.abc import Iterable, Sequence
 
 from dataprep.errors import UsageError
+from dataprep.io.foldersink import safe_name
 from dataprep.io.manifest import INFO_NAME, LEDGER_NAME
-from dataprep.io.writers import STAGE_NAME, safe_name
+from dataprep.io.staging import STAGE_NAME
 
 LOCK_NAME = ".dataprep.lock"
 ERRORS_NAME = "errors.jsonl"

@@ -14,8 +14,9 @@ from typing import Any
 from dataprep.errors import OutputError
 from dataprep.io import durable
 from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
+from dataprep.io.foldersink import safe_name
 from dataprep.io.manifest import INFO_NAME, LEDGER_NAME, wids_name
-from dataprep.io.writers import STAGE_NAME, safe_name, sha256_file
+from dataprep.io.staging import STAGE_NAME, sha256_file
 from dataprep.jobs.output_files import FolderFiles, Log
 from dataprep.jobs.output_names import ERRORS_NAME, owns
 from dataprep.jobs.output_recovery import SplitPlan, lmdb_checkpoints, recover

@@ -13,8 +13,8 @@ from typing import Any
 from dataprep.errors import DataprepError
 from dataprep.io import durable
 from dataprep.io.caffe import SIDECAR as CAFFE_SIDECAR
-from dataprep.io.readers import caffe_entries, read_caffe_sidecar
-from dataprep.io.writers import ShardInfo, Staged, sha256_file
+from dataprep.io.lmdbread import caffe_entries, read_caffe_sidecar
+from dataprep.io.staging import ShardInfo, Staged, sha256_file
 from dataprep.jobs.output_files import FolderFiles, Log, finish_entry, shard_info, staged_json
 from dataprep.journal import Journal, JournalState
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dataprep.io.writers import ShardInfo, Staged, Writer
+from dataprep.io.staging import ShardInfo, Staged, Writer
 from dataprep.jobs.output_files import FolderFiles, finish_entry, staged_json
 from dataprep.jobs.output_recovery import SplitPlan
 from dataprep.journal import Journal

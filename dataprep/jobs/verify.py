@@ -33,7 +33,7 @@ from dataprep.io.manifest import (
     wids_index,
     wids_name,
 )
-from dataprep.io.writers import STAGE_NAME, sha256_file
+from dataprep.io.staging import STAGE_NAME, sha256_file
 from dataprep.jobs.output import OutputFolder
 from dataprep.jobs.output_names import LOCK_NAME, owns
 from dataprep.journal import Journal
@@ -89,11 +89,11 @@ class VerifyReport:
 
 
 def _samples_of(path: Path, fmt: str):
-    from dataprep.io import readers
+    from dataprep.io import lmdbread, readers
     from dataprep.records import Sample
 
     if fmt == "lmdb":
-        return readers.iter_lmdb(path.parent)
+        return lmdbread.iter_lmdb(path.parent)
     if fmt == "folder":
         return iter([Sample(path.stem, path.read_bytes(), path.suffix[1:], -1, {})])
     return (readers.to_sample(d) for d in readers.iter_tar(path))
@@ -102,15 +102,15 @@ def _samples_of(path: Path, fmt: str):
 def _lmdb_classes(path: Path, check: ShardCheck) -> list[str] | None:
     """The class list an LMDB stores (``__classes__``, or the Caffe layout's sidecar), its
     sample count checked against its entries; a damaged header is a finding."""
-    from dataprep.io import readers
+    from dataprep.io import lmdbread
 
     try:
-        classes = readers.lmdb_header(path.parent)[1]
+        classes = lmdbread.lmdb_header(path.parent)[1]
     except ShardError as exc:
         check.problems.append(str(exc))
         return None
     if not classes and not (path.parent / CAFFE_SIDECAR).exists():
-        env = readers.open_lmdb(path.parent)
+        env = lmdbread.open_lmdb(path.parent)
         try:
             with env.begin() as txn:
                 caffe_layout = txn.get(b"__len__") is None

@@ -12,15 +12,9 @@ import json
 from collections.abc import Iterable, Iterator
 
 from dataprep.errors import ShardError
-from dataprep.io.readers import (
-    IMAGE_FIELDS,
-    caffe_range,
-    iter_tar,
-    lmdb_key,
-    read_caffe_sidecar,
-    stored_meta,
-    to_sample,
-)
+from dataprep.io.fields import IMAGE_FIELDS, stored_meta
+from dataprep.io.lmdbread import caffe_range, lmdb_key, read_caffe_sidecar
+from dataprep.io.readers import iter_tar, to_sample
 from dataprep.records import Sample
 from dataprep.train.cache import ShardCache, is_remote
 from dataprep.train.sources import Part

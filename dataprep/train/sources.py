@@ -20,14 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import MissingSourceError, SourceError
-from dataprep.io.readers import (
-    expand_braces,
-    is_lmdb,
-    iter_tar,
-    list_lmdbs,
-    list_tar_shards,
-    lmdb_header,
-)
+from dataprep.io.lmdbread import is_lmdb, list_lmdbs, lmdb_header
+from dataprep.io.readers import expand_braces, iter_tar, list_tar_shards
 from dataprep.train.cache import is_remote
 
 LMDB_PART = 1024  # samples per LMDB part: small enough to spread a split over many workers

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from dataprep.io import durable
-from dataprep.io.writers import FolderWriter
+from dataprep.io.foldersink import FolderWriter
 from dataprep.jobs.tencrop import resize, tencrop
 from dataprep.jobs.verify import verify
 

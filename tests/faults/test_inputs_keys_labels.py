@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from dataprep.cli import cli
 from dataprep.errors import SourceError
-from dataprep.io.scan import MAX_CLASSES, scan_list, scan_manifest
+from dataprep.io.labels import MAX_CLASSES
+from dataprep.io.manifest_source import scan_manifest
+from dataprep.io.scan import scan_list
 
 
 def run(*args: str):

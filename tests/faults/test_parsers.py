@@ -27,9 +27,10 @@ from PIL import Image
 
 from dataprep.cli import cli
 from dataprep.errors import DataprepError
-from dataprep.io import readers
+from dataprep.io import lmdbread, readers
 from dataprep.io.decode import open_image
-from dataprep.io.scan import scan, scan_list, scan_manifest
+from dataprep.io.manifest_source import scan_manifest
+from dataprep.io.scan import scan, scan_list
 from dataprep.jobs.stats import load_stats
 from dataprep.recipe import load_recipe
 
@@ -260,8 +261,8 @@ def test_tar_members_and_side_files(box: Path, cls: bytes, meta: bytes, info: by
 
 
 def read_lmdb(env: Path) -> None:
-    only_clean_errors(lambda: readers.lmdb_header(env))
-    only_clean_errors(lambda: list(readers.iter_lmdb(env)))
+    only_clean_errors(lambda: lmdbread.lmdb_header(env))
+    only_clean_errors(lambda: list(lmdbread.iter_lmdb(env)))
     only_clean_errors(lambda: list(scan(env)))
 
 

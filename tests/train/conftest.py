@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from dataprep.io.manifest import write_info_json, write_ledger
-from dataprep.io.writers import LmdbWriter, TarShardWriter
+from dataprep.io.tarsink import TarShardWriter
+from dataprep.io.writers import LmdbWriter
 from dataprep.records import Sample
 
 CLASSES = ["red", "green", "blue"]

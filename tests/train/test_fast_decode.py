@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from dataprep.io.decode import open_image
-from dataprep.io.writers import TarShardWriter
+from dataprep.io.tarsink import TarShardWriter
 from dataprep.ops.resize import resize_short_side
 from dataprep.ops.rng import sample_rng
 from dataprep.records import Sample
