@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -434,3 +435,15 @@ def test_one_flag_name_per_idea_old_names_still_work(tmp_path):
                         "24", flag, "-j", "1")
         assert result.exit_code == 0, result.output
         assert f"1 records in -> {views} samples out" in result.output, (flag, result.output)
+
+
+def test_every_flag_of_every_verb_says_what_it_does():
+    """No flag shows only a default in --help: each has words (units and examples where a
+    value has them)."""
+    silent = {f"{name} {p.opts[0]}" for name, command in cli.commands.items()
+              for p in command.params
+              if isinstance(p, click.Option) and not p.hidden
+              and not (p.help or "").strip()}
+    assert not silent, sorted(silent)
+    for verb in ("resize", "tencrop", "shard"):
+        assert "Examples:" in invoke(verb, "--help").output, verb
