@@ -485,3 +485,21 @@ def test_stats_errors_beside_the_shards_do_not_block_a_rerun(images, tmp_path):
     code, output = invoke(*resize_args(images, out))
     assert code == 0, output
     assert (out / "errors.jsonl").read_text().splitlines() == lines
+
+
+def test_a_refusal_names_what_differs_with_both_values(images, tmp_path):
+    """Another command, another parameter, other inputs into the same split: each refusal
+    says which, with the old and the new value, and changes nothing."""
+    out = tmp_path / "out"
+    assert invoke(*resize_args(images, out))[0] == 0
+    before = files(out)
+    code, output = invoke(*resize_args(images, out, "--quality", "70"))
+    assert code == 1 and "quality 90 -> 70" in output and "--overwrite" in output, output
+    code, output = invoke("tencrop", images, "-o", out, "--short-side", "24", "--crop", "16",
+                          "-j", "1")
+    assert code == 1 and "`dataprep resize`, not `dataprep tencrop`" in output, output
+    extra = images / "cat" / "extra.png"
+    shutil.copy(next((images / "cat").glob("*.png")), extra)
+    code, output = invoke(*resize_args(images, out))
+    assert code == 1 and "from other inputs" in output and "records then" in output, output
+    assert files(out) == before
