@@ -29,20 +29,22 @@ def cluster(backend: str = "loky", address: str | None = None,
     """
     if backend not in BACKENDS:
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if backend == "loky":
-        yield
-        return
+    previous = dict(_cluster)  # a cluster entered inside another gives it back after
     stack = ExitStack()
     try:
-        try:
-            client, workers = _connect(backend, address, jobs, stack)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            raise UsageError(f"cannot reach the {backend} cluster at {address or 'localhost'}: "
-                             f"{exc}; check --scheduler/--address") from exc
-        _cluster.update(backend=backend, workers=workers, client=client)
+        if backend == "loky":
+            _cluster.update(backend="loky", workers=None, client=None)
+        else:
+            try:
+                client, workers = _connect(backend, address, jobs, stack)
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                raise UsageError(f"cannot reach the {backend} cluster at "
+                                 f"{address or 'localhost'}: {exc}; check "
+                                 "--scheduler/--address") from exc
+            _cluster.update(backend=backend, workers=workers, client=client)
         yield
     finally:
-        _cluster.update(backend="loky", workers=None, client=None)
+        _cluster.update(previous)
         stack.close()
 
 

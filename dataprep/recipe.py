@@ -54,13 +54,14 @@ def did_you_mean(name: str, candidates: Any, fmt: str = "{}") -> str:
     return f" (did you mean {fmt.format(close[0])}?)" if close else ""
 
 
-def verb_names(ctx: Any) -> list[str] | None:
-    """The verbs of the command group ``ctx`` runs under, in their recipe spelling too
-    (``learning_curve``); None for a command run on its own."""
-    commands = getattr(ctx.find_root().command, "commands", None)
-    if not commands:
-        return None
-    return [name.replace("-", "_") for name in commands] + list(commands)
+def verb_names(ctx: Any = None) -> list[str]:
+    """Every ``dataprep`` verb (:data:`dataprep.verbs.VERBS`), in its recipe spelling too
+    (``learning_curve``), and the commands of the group ``ctx`` runs under."""
+    from dataprep.verbs import VERBS
+
+    names = list(VERBS) + list(getattr(ctx.find_root().command, "commands", None) or {}
+                               if ctx is not None else [])
+    return sorted({n.replace("-", "_") for n in names} | set(names))
 
 
 def check_tables(recipe: dict[str, Any], where: str, verbs: Any) -> None:

@@ -144,8 +144,20 @@ def tencrop_cmd(inputs, out, output, run, hflip, flip, **flags):
     from dataprep.jobs.job import write_records
     from dataprep.jobs.tencrop import TencropTask
 
-    task = TencropTask.build(flip=hflip if flip is None else flip, **flags)  # flags by name
+    task = TencropTask.build(flip=_mirrored_views(hflip, flip), **flags)  # flags by name
     echo_report(write_records("tencrop", inputs, task, out, output, run))
+
+
+def _mirrored_views(hflip: bool, flip: bool | None) -> bool:
+    """--hflip, or its older name --flip (also a recipe's ``flip`` key): a flag typed on the
+    command line wins over a recipe, as every flag does."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source
+    if flip is None or (source("hflip") is ParameterSource.COMMANDLINE
+                        and source("flip") is not ParameterSource.COMMANDLINE):
+        return hflip
+    return flip
 
 
 @click.command("shard")

@@ -447,3 +447,12 @@ def test_every_flag_of_every_verb_says_what_it_does():
     assert not silent, sorted(silent)
     for verb in ("resize", "tencrop", "shard"):
         assert "Examples:" in invoke(verb, "--help").output, verb
+
+
+def test_every_verb_is_in_the_one_registry_of_verb_names():
+    """dataprep.verbs.VERBS names every command (its --help line, and the tables a recipe may
+    hold, whichever group runs the verb)."""
+    from dataprep.verbs import VERBS
+
+    assert set(cli.commands) == set(VERBS)
+    assert all(cli.commands[name].short_help == line for name, line in VERBS.items())

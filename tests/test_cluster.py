@@ -75,3 +75,36 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     assert result.exit_code == 1
     assert "cannot reach the dask cluster" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_naming_the_backend_in_force_runs_on_it_and_leaves_it_in_force(local, tmp_path):
+    """``dataprep run`` tables (or Python calls) that name the backend already in force reuse
+    its cluster; a nested cluster gives the outer one back when it ends."""
+    distributed = pytest.importorskip("distributed")
+    import dataprep
+    from dataprep import runner
+    from dataprep.cluster import active, cluster
+
+    seen = []
+    original = runner.map_cluster
+
+    def spy(*args, **kwargs):
+        seen.append(active())
+        return original(*args, **kwargs)
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as local_cluster, \
+            cluster("dask", local_cluster.scheduler_address):
+        outer = active()
+        runner.map_cluster = spy
+        try:
+            dataprep.tencrop(PHOTOS, tmp_path / "a", short_side=96, crop=64, max_count=60,
+                             backend="dask")
+            assert active() == outer and seen and all(s == outer for s in seen)
+            with cluster("loky"):
+                assert active() == ("loky", None)
+            assert active() == outer
+        finally:
+            runner.map_cluster = original
+    assert active() == ("loky", None)
+    assert shards(tmp_path / "a") == local

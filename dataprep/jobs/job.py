@@ -25,7 +25,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from dataprep.cluster import cluster
+from dataprep.cluster import active, cluster
 from dataprep.io import lmdbread, readers
 from dataprep.io.scan import scan
 from dataprep.io.tarpack import TarPackingTask
@@ -129,10 +129,12 @@ def read_input(spec: InputSpec, listed: bool = False) -> JobInput:
 
 @contextmanager
 def workers(options: RunOptions) -> Iterator[None]:
-    """The run's workers: a Dask / Ray cluster when ``options.backend`` names one (else the
-    backend in force), the local pool started early (see :func:`dataprep.runner.prestart`)."""
+    """The run's workers: ``options.backend`` (the backend in force when it is None or already
+    that one, e.g. a ``dataprep run`` table inside ``--backend dask``), the local pool started
+    early (see :func:`dataprep.runner.prestart`)."""
+    same = options.backend == active()[0] and options.scheduler is None
     with (cluster(options.backend, options.scheduler, jobs=options.jobs)
-          if options.backend else nullcontext()):
+          if options.backend and not same else nullcontext()):
         prestart(options.jobs)
         yield
 

@@ -313,7 +313,8 @@ def split(src: str | Path, out: str | Path, *, ratio: float = 0.8, test_ratio: f
             notes.append("total counts distinct images; train counts include the copies")
     out_dir = Path(out)
     OutputFolder(out_dir).check_target()
-    if dry_run:  # the table, nothing written
+    if dry_run:  # the table, nothing written (a split that would be refused is refused)
+        _manifests(out_dir, splits, overwrite)
         return _result(splits, source.classes, notes, per_class_limit, "")
     with OutputFolder(out_dir).locked():  # one split at a time writes into a folder
         return _write_split(out_dir, splits, source, src, overwrite, notes, ratio=ratio,
@@ -353,13 +354,7 @@ def _write_split(out_dir: Path, splits: dict[str, list[Record]], source: Any, sr
                  balance: str | None) -> SplitResult:
     """Write the manifests, classes.json and the split's dataprep.json (under the lock)."""
     names = list(splits)
-    text = {n: "".join(manifest_line(r) for r in recs) for n, recs in splits.items()}
-    existing = [n for n in names if (out_dir / f"{n}.jsonl").exists()]
-    # a rerun that gives the same manifests is not a conflict (so `dataprep run` can resume)
-    same = all((out_dir / f"{n}.jsonl").is_file()
-               and (out_dir / f"{n}.jsonl").read_text() == text[n] for n in names)
-    if existing and not overwrite and not same:
-        raise UsageError(f"{out_dir} already holds a split; pass --overwrite to replace it")
+    text = _manifests(out_dir, splits, overwrite)
     for name in names:
         durable.write_atomic(out_dir / f"{name}.jsonl", text[name].encode("utf-8",
                                                                          "surrogatepass"))
@@ -373,6 +368,20 @@ def _write_split(out_dir: Path, splits: dict[str, list[Record]], source: Any, sr
         "classes": source.classes,
     })
     return _result(splits, source.classes, notes, per_class_limit, str(out_dir))
+
+
+def _manifests(out_dir: Path, splits: dict[str, list[Record]], overwrite: bool
+               ) -> dict[str, str]:
+    """Each split's manifest text; an earlier, different split in ``out_dir`` is refused
+    unless ``overwrite`` (a rerun that gives the same manifests is no conflict, so `dataprep
+    run` can resume)."""
+    text = {n: "".join(manifest_line(r) for r in recs) for n, recs in splits.items()}
+    existing = [n for n in splits if (out_dir / f"{n}.jsonl").exists()]
+    same = all((out_dir / f"{n}.jsonl").is_file()
+               and (out_dir / f"{n}.jsonl").read_text() == text[n] for n in splits)
+    if existing and not overwrite and not same:
+        raise UsageError(f"{out_dir} already holds a split; pass --overwrite to replace it")
+    return text
 
 
 def _result(splits: dict[str, list[Record]], classes: list[str], notes: list[str],

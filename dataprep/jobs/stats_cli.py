@@ -31,7 +31,8 @@ from dataprep.ops.resize import INTERPOLATIONS
 # Flags of `augment` that only shape the stored output; a preview reads a recipe's [augment]
 # table without them (it writes no shards).
 OUTPUT_ONLY = {"format", "image_format", "quality", "max_count", "max_bytes", "jobs", "on_error",
-               "overwrite", "dry_run", "max_disk", "root", "split", "lmdb_layout", "fingerprint"}
+               "overwrite", "dry_run", "max_disk", "root", "split", "lmdb_layout", "fingerprint",
+               "max_aspect", "backend", "scheduler"}
 
 
 def augment_options(f: Callable) -> Callable:

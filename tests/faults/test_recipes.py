@@ -329,3 +329,14 @@ def test_run_dry_run_writes_nothing_and_prints_each_plan(image_folder, tmp_path)
     done = invoke("run", recipe)
     assert done.exit_code == 0, done.output
     assert (out / "splits" / "train.jsonl").exists() and list(out.rglob("*.tar"))
+
+
+def test_run_dry_run_refuses_what_the_run_would_refuse(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", write_recipe(tmp_path / "a.toml", image_folder, out)).exit_code == 0
+    other = write_recipe(tmp_path / "b.toml", image_folder, out,
+                         tables={"split": {"ratio": "0.7"}})
+    dry = invoke("run", other, "--dry-run")
+    assert dry.exit_code == 1 and "already holds a split" in dry.output, dry.output
+    again = invoke("run", write_recipe(tmp_path / "a.toml", image_folder, out), "--dry-run")
+    assert again.exit_code == 0, again.output  # the same split is no conflict
