@@ -305,7 +305,7 @@ def _report(command: str, out_dir: str, jobs: int, sinks: dict[str, Any],
     report.records_in = sum(report.records.values())
     report.samples_out = sum(report.counts.values())
     report.bytes_written = sum(s.counters.bytes for s in sinks.values())
-    kept = [getattr(s, "kept_bytes", 0) for s in sinks.values()]
+    kept = [s.kept_bytes for s in sinks.values()]
     report.kept_bytes = None if None in kept else sum(kept)
     report.skipped = len(report.errors)
     return report

@@ -26,11 +26,11 @@ from dataprep.io.decode import (
     record_bytes,
 )
 from dataprep.jobs.jitter import build_augment
-from dataprep.jobs.job import InputSpec, write_records
+from dataprep.jobs.job import verb_objects, write_records
 from dataprep.jobs.tencrop import ResizeTask
 from dataprep.ops.augment import Augment
 from dataprep.ops.rng import sample_rng
-from dataprep.options import Log, OutputSpec, RunOptions
+from dataprep.options import Log
 from dataprep.records import Record, Sample
 from dataprep.report import Report
 
@@ -154,7 +154,5 @@ def augment(src: str | Path, out: str | Path, *, copies: int = 1,
         blur=blur, noise=noise, short_side=short_side, interpolation=interpolation,
         exact=exact, upscale=upscale, image_format=image_format, quality=quality,
         max_pixels=max_pixels, max_aspect=max_aspect, seed=seed)
-    return write_records("augment", InputSpec(src, root, split, records, classes), task, out,
-                         OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
-                         RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
-                                    max_disk, fingerprint, log))
+    inputs, output, options = verb_objects(locals())
+    return write_records("augment", inputs, task, out, output, options)

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
@@ -114,17 +114,25 @@ def read_input(spec: InputSpec, listed: bool = False) -> JobInput:
                        sorted({s or "train" for s in source.splits or []}) or ["train"],
                        len(source) if source.records is not None or source.num_records
                        else None, [str(source.location)], errors=list(source.errors or []))
-        if source.records is None:  # a stream of shards: they identify the inputs
+        if listed:
+            got = got.with_records(list(got.records))
+        elif source.records is None:  # a stream of shards: they identify the inputs
             got.stream_files = ([os.path.join(env, "data.mdb") for env in lmdbread.list_lmdbs(
                 source.location)] if source.kind == "lmdb"
                 else list(readers.list_tar_shards(source.location)))
-        if listed:
-            got = got.with_records(list(got.records))
     if spec.split:
         got.records, got.splits = _renamed(got.records, spec.split), [spec.split]
     elif isinstance(got.records, Sequence):
         got.splits = sorted({r.split or "train" for r in got.records})
     return got
+
+
+def verb_objects(args: dict[str, Any]) -> tuple[InputSpec, OutputSpec, RunOptions]:
+    """A verb function's :class:`InputSpec`, :class:`~dataprep.options.OutputSpec` and
+    :class:`~dataprep.options.RunOptions`, from its keyword arguments (``locals()``): each
+    object takes the arguments named as its fields."""
+    return tuple(cls(**{f.name: args[f.name] for f in fields(cls) if f.name in args})
+                 for cls in (InputSpec, OutputSpec, RunOptions))  # type: ignore[return-value]
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from dataprep.io.decode import (
     open_image,
     record_bytes,
 )
-from dataprep.jobs.job import InputSpec, read_input, run_job, workers
+from dataprep.jobs.job import InputSpec, read_input, run_job, verb_objects, workers
 from dataprep.options import Log, OutputSpec, RunOptions
 from dataprep.records import Record, Sample
 from dataprep.report import Report
@@ -153,11 +153,8 @@ def shard(src: str | Path, out: str | Path, *, shuffle: bool = False, seed: int 
     """
     task = ShardTask(reencode, image_format, quality, max_pixels, expand_views, max_aspect,
                      keep_formats)
-    return shard_records(InputSpec(src, root, split, records, classes), task, out,
-                         Packing(shuffle, seed, balance),
-                         OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
-                         RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
-                                    max_disk, fingerprint, log))
+    inputs, output, options = verb_objects(locals())
+    return shard_records(inputs, task, out, Packing(shuffle, seed, balance), output, options)
 
 
 @dataclass(frozen=True)
@@ -201,8 +198,9 @@ def shard_records(inputs: InputSpec, task: ShardTask, out: str | Path, packing: 
                     f"({', '.join(ONE_TYPE_READERS)}) fail or drop images on such shards; "
                     f"without it every image is stored as {task.image_format}, RGB")
     params = dict(task.params(), **packing.params(), src=str(inputs.src))
+    listed = packing.shuffle or bool(packing.balance)
     with workers(options):
-        source = read_input(inputs, listed=packing.shuffle or bool(packing.balance))
-        if isinstance(source.records, list):
-            source = source.with_records(packing.apply(source.records, options.say))
+        source = read_input(inputs, listed=listed)
+        if listed:
+            source = source.with_records(packing.apply(list(source.records), options.say))
         return run_job("shard", source, task, out, output, options, params)

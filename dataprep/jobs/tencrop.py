@@ -21,12 +21,12 @@ from dataprep.io.decode import (
     record_bytes,
 )
 from dataprep.jobs.jitter import build_augment
-from dataprep.jobs.job import InputSpec, write_records
+from dataprep.jobs.job import verb_objects, write_records
 from dataprep.ops.augment import Augment
 from dataprep.ops.crop import VIEW_NAMES, ten_crop
 from dataprep.ops.resize import INTERPOLATIONS, resize_short_side
 from dataprep.ops.rng import sample_rng
-from dataprep.options import Log, OutputSpec, RunOptions
+from dataprep.options import Log
 from dataprep.records import Record, Sample
 from dataprep.report import Report
 
@@ -227,10 +227,8 @@ def resize(src: str | Path, out: str | Path, *, short_side: int = 256,
     """
     task = ResizeTask(short_side, interpolation, exact, upscale, image_format, quality,
                       max_pixels, max_aspect)
-    return write_records("resize", InputSpec(src, root, split, records, classes), task, out,
-                         OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
-                         RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
-                                    max_disk, fingerprint, log))
+    inputs, output, options = verb_objects(locals())
+    return write_records("resize", inputs, task, out, output, options)
 
 
 def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: int = 224,
@@ -263,7 +261,5 @@ def tencrop(src: str | Path, out: str | Path, *, short_side: int = 256, crop: in
         image_format=image_format, quality=quality, max_pixels=max_pixels,
         max_aspect=max_aspect, crop=crop, five=five, flip=flip, views=views,
         color_jitter=color_jitter, pca_lighting=pca_lighting, stats=stats, seed=seed)
-    return write_records("tencrop", InputSpec(src, root, split, records, classes), task, out,
-                         OutputSpec(fmt, max_count, max_bytes, lmdb_layout),
-                         RunOptions(jobs, backend, scheduler, on_error, overwrite, dry_run,
-                                    max_disk, fingerprint, log))
+    inputs, output, options = verb_objects(locals())
+    return write_records("tencrop", inputs, task, out, output, options)
