@@ -206,7 +206,7 @@ def run_cmd(recipe, src, out, jobs, overwrite, dry_run):
     Images go straight from the sources into the shards: no intermediate image files.
     """
     result = run(recipe, src=src, out=out, jobs=jobs, overwrite=overwrite, dry_run=dry_run,
-                 log=lambda line: click.echo(line))
+                 log=click.echo)
     for line in result.lines():
         click.echo(line)
     empty = [split for split, r in result.reports.items() if _all_skipped(r)]
